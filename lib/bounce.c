@@ -1,0 +1,2 @@
+/* bounce.c — placeholder, being written. */
+#include "util.h"

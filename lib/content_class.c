@@ -1,0 +1,2 @@
+/* content_class.c — placeholder, being written. */
+#include "util.h"

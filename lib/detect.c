@@ -1,0 +1,2 @@
+/* detect.c — placeholder, being written. */
+#include "util.h"

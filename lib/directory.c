@@ -1,0 +1,2 @@
+/* directory.c — placeholder, being written. */
+#include "util.h"

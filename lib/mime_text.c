@@ -1,0 +1,2 @@
+/* mime_text.c — placeholder, being written. */
+#include "util.h"

@@ -1,0 +1,2 @@
+/* recipient_class.c — placeholder, being written. */
+#include "util.h"

@@ -1,0 +1,2 @@
+/* sender_auth.c — placeholder, being written. */
+#include "util.h"

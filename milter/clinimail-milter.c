@@ -1,0 +1,2 @@
+/* clinimail-milter.c — placeholder. */
+int main(void) { return 0; }

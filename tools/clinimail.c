@@ -1,0 +1,2 @@
+/* clinimail.c — placeholder. */
+int main(void) { return 0; }
