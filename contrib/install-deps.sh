@@ -22,6 +22,6 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
 	libmilter-dev libgmime-3.0-dev libglib2.0-dev libssl-dev libspf2-dev \
-	libhyperscan-dev libpcre2-dev libpoppler-glib-dev \
+	libhyperscan-dev libpcre2-dev libpoppler-glib-dev libxml2-dev \
 	postfix swaks sasl2-bin libsasl2-modules \
 	poppler-utils ca-certificates procps iproute2 file
