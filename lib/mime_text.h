@@ -19,7 +19,7 @@
 enum text_origin {
 	TXT_SUBJECT = 0,  /* the top-level Subject */
 	TXT_BODY,         /* a text/plain or text/html part of the top-level message */
-	TXT_ATTACHMENT,   /* text extracted from an attachment (PDF text layer, text/* attachment) */
+	TXT_ATTACHMENT,   /* text extracted from an attachment (PDF text layer, text/any attachment) */
 	TXT_FORWARDED,    /* any text inside a message/rfc822 part (incl. its Subject) */
 };
 
@@ -31,13 +31,13 @@ struct text_seg {
 };
 
 enum attachment_flags {
-	ATT_IMAGE = 1 << 0,          /* image/* (or an image file name) */
+	ATT_IMAGE = 1 << 0,          /* image/any (or an image file name) */
 	ATT_PDF = 1 << 1,            /* application/pdf (or .pdf) */
 	ATT_PDF_NO_TEXT = 1 << 2,    /* a PDF whose text layer is empty: a scan */
 	ATT_INLINE_RELATED = 1 << 3, /* inside multipart/related with a Content-ID (HTML signature logo) */
 	ATT_UNREADABLE = 1 << 4,     /* could not be decoded (broken PDF, bad base64 …) */
 	ATT_ENCRYPTED = 1 << 5,      /* encrypted PDF, S/MIME or PGP part: content unknown */
-	ATT_TEXT = 1 << 6,           /* text/* attachment whose text was read */
+	ATT_TEXT = 1 << 6,           /* text/any attachment whose text was read */
 };
 
 struct attachment {

@@ -129,6 +129,9 @@ enum rcpt_class recipient_class(const struct cm_config *cfg, const char *addr, i
 /* One-line summary for the log: ref, action, rules, classes; never clinical text. */
 void verdict_log_line(const struct verdict *v, const struct envelope *env, char *buf, size_t len);
 
+/* The SMTP reply as the client sees it ("550-5.7.1 …" lines joined by \n); caller frees. */
+char *verdict_reply_text(const struct verdict *v);
+
 /* The verdict as JSON (for `clinimail check --json`); caller frees. */
 char *verdict_to_json(const struct verdict *v);
 
