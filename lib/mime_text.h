@@ -90,6 +90,9 @@ struct msg_content {
 struct pdf_cache;
 struct pdf_cache *pdf_cache_new(size_t max_entries);
 void pdf_cache_free(struct pdf_cache *c);
+/* Counters since creation (lookups that found / did not find an entry) and current size. */
+void pdf_cache_stats(struct pdf_cache *c, unsigned long *hits, unsigned long *misses,
+                     size_t *entries);
 
 /*
  * Parse msg (a whole message: header, blank line, body; CRLF or LF).  cache
