@@ -26,18 +26,18 @@ struct cm_config {
 	char *path; /* the file it was read from */
 
 	/* daemon */
-	char *socket;       /* Socket: unix:/path | local:/path | inet:port@host | inet6:port@host */
-	char *pid_file;     /* PidFile */
-	char *user;         /* UserID: user[:group] */
-	int background;     /* Background */
-	int syslog;         /* Syslog */
+	char *socket;   /* Socket: unix:/path | local:/path | inet:port@host | inet6:port@host */
+	char *pid_file; /* PidFile */
+	char *user;     /* UserID: user[:group] */
+	int background; /* Background */
+	int syslog;     /* Syslog */
 	char *syslog_facility; /* SyslogFacility */
-	int verbose;        /* LogLevel 0..3 */
-	int add_headers;    /* AddHeaders: X-Clinimail-* verdict headers */
+	int verbose;           /* LogLevel 0..3 */
+	int add_headers;       /* AddHeaders: X-Clinimail-* verdict headers */
 
 	/* establishment */
-	char *establishment;  /* EstablishmentName */
-	char *fax_domain;     /* FaxDomain, lower case */
+	char *establishment; /* EstablishmentName */
+	char *fax_domain;    /* FaxDomain, lower case */
 
 	/* files (absolute; relative paths in the file are taken from its folder) */
 	char *internal_domains_file; /* InternalDomains */
@@ -51,14 +51,14 @@ struct cm_config {
 	char *bounce_file;           /* BounceTexts */
 
 	/* sender authenticity */
-	char **trusted_relays;  /* TrustedRelays: IPs or CIDRs (v4/v6) */
+	char **trusted_relays; /* TrustedRelays: IPs or CIDRs (v4/v6) */
 	size_t ntrusted_relays;
-	char *spf_resolver;     /* SPFResolver: "dns" or "zone:/path" */
+	char *spf_resolver; /* SPFResolver: "dns" or "zone:/path" */
 
 	/* limits and thresholds */
-	size_t max_message_size;   /* MaximumMessageSize (bytes) */
-	size_t max_mime_parts;     /* MaximumMimeParts */
-	int clinical_threshold;    /* ClinicalThreshold: vocabulary score that makes text clinical */
+	size_t max_message_size; /* MaximumMessageSize (bytes) */
+	size_t max_mime_parts;   /* MaximumMimeParts */
+	int clinical_threshold;  /* ClinicalThreshold: vocabulary score that makes text clinical */
 	enum rule_action actions[RULE_COUNT]; /* Rule-<id> keys */
 
 	/* built from the above by config_load() */
@@ -90,7 +90,8 @@ void config_dump(const struct cm_config *c, FILE *fp);
  * The process-wide current configuration: a locked pointer swapped on reload.
  * config_current() returns a new reference (caller unrefs).
  */
-void config_install(struct cm_config *c); /* takes over the caller's reference */
+void config_install(struct cm_config *c); /* takes over the caller's reference; NULL
+                                             uninstalls (the old one is unreffed) */
 struct cm_config *config_current(void);
 
 #endif

@@ -1,11 +1,11 @@
 /*
  * directory.h — the directories the policy classifies recipients with, read
- * from admin-friendly text files (formats in policies/directories/*.txt and
- * clinimail.conf(5)): internal/RSSS domains, public webmail domains,
- * pharmacies and imaging services (e-mail addresses and fax numbers), the
- * patient registry with consent, the archives address per sender domain, and
- * the login → sender addresses map.  Immutable once loaded; lookups are hash
- * lookups, safe from many threads.
+ * from admin-friendly text files (formats at the top of each file in
+ * policies/directories/ and in clinimail.conf(5)): internal/RSSS domains,
+ * public webmail domains, pharmacies and imaging services (e-mail addresses
+ * and fax numbers), the patient registry with consent, the archives address
+ * per sender domain, and the login → sender addresses map.  Immutable once
+ * loaded; lookups are hash lookups, safe from many threads.
  */
 #ifndef CLINIMAIL_DIRECTORY_H
 #define CLINIMAIL_DIRECTORY_H
@@ -19,9 +19,9 @@ struct org_entry {
 	char *name;
 	char **emails; /* lower case */
 	size_t nemails;
-	char **faxes;  /* 10 digits */
+	char **faxes; /* 10 digits */
 	size_t nfaxes;
-	char *phone;   /* digits, may be NULL */
+	char *phone; /* digits, may be NULL */
 };
 
 enum consent_scope {
@@ -41,14 +41,16 @@ enum third_party {
 };
 
 struct patient_entry {
-	char *address;       /* lower case */
-	int consent_date;    /* YYYYMMDD, 0 = no consent recorded (or withdrawn) */
-	unsigned scope;      /* enum consent_scope */
+	char *address;    /* lower case */
+	int consent_date; /* YYYYMMDD, 0 = no consent recorded (or withdrawn) */
+	unsigned scope;   /* enum consent_scope */
 	enum third_party third_party;
 	int third_party_consented; /* the patient consented to this third-party address */
-	char *cert_path;     /* S/MIME certificate (PEM), may be NULL */
-	char *password_mode; /* "registered" | "generated" | NULL (issue 3) */
-	char *passphrase_ref;/* where the registered passphrase lives, may be NULL (issue 3) */
+	char *cert_path;           /* S/MIME certificate (PEM), may be NULL (option cert=PATH,
+	                              relative to the patients file's folder, readable at load) */
+	char *password_mode;  /* "registered" | "generated" | NULL (issue 3, option password=) */
+	char *passphrase_ref; /* where the registered passphrase lives, may be NULL
+	                         (issue 3, option passphrase=REF, not interpreted here) */
 };
 
 struct directories;
@@ -76,7 +78,11 @@ const struct org_entry *dir_pharmacy_by_email(const struct directories *d, const
 const struct org_entry *dir_pharmacy_by_fax(const struct directories *d, const char *digits10);
 const struct org_entry *dir_imaging_by_email(const struct directories *d, const char *addr);
 const struct org_entry *dir_imaging_by_fax(const struct directories *d, const char *digits10);
-/* Case-insensitive, accent-insensitive name lookup ("Pharmacie Auxbonsoins"). */
+/*
+ * Case-insensitive, accent-insensitive name lookup ("Pharmacie Auxbonsoins"),
+ * keyed by text_fold_key(name).  NULL when unknown, and also when several
+ * pharmacies of the directory share that name (ambiguous).
+ */
 const struct org_entry *dir_pharmacy_by_name(const struct directories *d, const char *name);
 
 const struct patient_entry *dir_patient(const struct directories *d, const char *addr);
@@ -92,6 +98,13 @@ int dir_is_archives(const struct directories *d, const char *addr);
  * no entry for login, a login that is itself an address may send as itself.
  */
 int dir_login_may_send_as(const struct directories *d, const char *login, const char *addr);
+
+/*
+ * A phone or fax number written any way ("819-555-0101", "(819) 555-0101",
+ * "+1 819 555 0101") as 10 digits in out: digits and " -.()+" only, 10
+ * digits, or 11 with a leading 1.  Returns 0, or -1 (out = "").
+ */
+int dir_normalize_phone(const char *in, char out[11]);
 
 /* Counts, for logs and tests. */
 size_t dir_count_pharmacies(const struct directories *d);

@@ -29,13 +29,14 @@ enum spf_outcome {
 const char *spf_outcome_name(enum spf_outcome o);
 
 enum auth_verdict {
-	AUTH_OK = 0,          /* authentic */
-	AUTH_NOT_APPLICABLE,  /* unauthenticated mail not claiming an establishment sender */
-	AUTH_MISMATCH,        /* authenticated login may not send as the From address */
-	AUTH_SPF_FAILED,      /* establishment From, not authenticated, SPF not pass */
-	AUTH_NOT_ALIGNED,     /* SPF passed for a domain the From is not aligned with */
-	AUTH_NO_FROM,         /* no usable From address */
-	AUTH_TEMPERROR,       /* SPF temporary error: the caller tempfails */
+	AUTH_OK = 0,         /* authentic */
+	AUTH_NOT_APPLICABLE, /* unauthenticated mail not claiming an establishment sender */
+	AUTH_MISMATCH,       /* authenticated login may not send as the From address */
+	AUTH_SPF_FAILED,     /* establishment From, not authenticated, SPF not pass */
+	AUTH_NOT_ALIGNED,    /* establishment From, not authenticated, envelope (or HELO)
+	                        domain not aligned with it: SPF is not evaluated */
+	AUTH_NO_FROM,        /* no usable From address */
+	AUTH_TEMPERROR,      /* SPF temporary error: the caller tempfails */
 };
 const char *auth_verdict_name(enum auth_verdict v);
 
@@ -45,6 +46,10 @@ struct sender_auth;
  * resolver: "dns" (the system resolver) or "zone:/path" (an offline zone file
  * of "name TXT \"v=spf1 …\"" and "name A 1.2.3.4" lines, for tests and
  * air-gapped sites).  trusted: IPs and CIDRs (IPv4 and IPv6).
+ * Zone file lines: "name TYPE data", TYPE one of TXT (or SPF; one or more
+ * "quoted strings", concatenated), A, AAAA, MX ("[priority] host"), PTR;
+ * "name TEMPFAIL" (no data) makes every query for name fail temporarily (a
+ * test aid); '#' or ';' starts a comment line.  Errors: "path:line: reason".
  */
 struct sender_auth *sender_auth_new(const char *resolver, char *const *trusted, size_t ntrusted,
                                     char *err, size_t errlen);
@@ -64,11 +69,25 @@ struct auth_result {
 	int trusted_relay;    /* the client was a trusted relay */
 };
 
-/* Thread-safe. */
+/*
+ * Thread-safe.  Order of the checks: no usable From → AUTH_NO_FROM; an AUTH
+ * login decides alone (AUTH_OK / AUTH_MISMATCH); no client address (local
+ * submission, client_ip NULL: the host vouches for it) or a trusted relay →
+ * AUTH_OK; a From outside the establishment domains (dir_is_internal_domain)
+ * → AUTH_NOT_APPLICABLE; otherwise the envelope sender's domain (the HELO
+ * name for a null sender; none usable → AUTH_SPF_FAILED with spf none) must
+ * be aligned with the From domain (equal, or one a subdomain of the other),
+ * else AUTH_NOT_ALIGNED without any SPF lookup (no DNS for domains an
+ * outsider chose); then SPF: pass → AUTH_OK, temperror → AUTH_TEMPERROR,
+ * anything else → AUTH_SPF_FAILED.  Returns 0, or -1 when sa or req is NULL.
+ */
 int sender_auth_check(struct sender_auth *sa, const struct directories *dirs,
                       const struct auth_request *req, struct auth_result *res);
 
 /* Is ip inside one of the trusted relays? */
 int sender_auth_is_trusted(const struct sender_auth *sa, const char *ip);
+
+/* Is s a valid TrustedRelays item ("192.0.2.1", "192.0.2.0/24", "2001:db8::/32")? */
+int sender_auth_valid_relay(const char *s);
 
 #endif
