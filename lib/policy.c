@@ -634,6 +634,10 @@ void policy_eval(const struct cm_config *cfg, const struct envelope *env, const 
 	if (e.ca.exception_reason == NULL)
 		e.ca.exception_reason = header_exception(msg, msg_len);
 	v->content = e.ca.classes;
+	if (e.mc->message_id)
+		v->message_id = xstrdup(e.mc->message_id);
+	memcpy(v->body_sha256, e.mc->body_sha256, sizeof(v->body_sha256));
+	v->have_body_hash = 1;
 
 	rule_sender(&e);
 	if (v->action == VERDICT_TEMPFAIL) {

@@ -106,6 +106,9 @@ struct verdict {
 	size_t nreply;
 	char *exception_reason; /* sender's justification when an exception was used */
 	int oversize;    /* the message exceeded MaximumMessageSize */
+	char *message_id;             /* Message-ID without <>, or NULL (for the audit trail) */
+	int have_body_hash;           /* body_sha256 is set */
+	unsigned char body_sha256[32];/* SHA-256 of the raw body (for the audit trail) */
 	char *error;     /* internal error text, for TEMPFAIL */
 };
 

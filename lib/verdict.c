@@ -101,6 +101,7 @@ void verdict_free(struct verdict *v)
 		free(v->reply[i]);
 	free(v->reply);
 	free(v->exception_reason);
+	free(v->message_id);
 	free(v->error);
 	memset(v, 0, sizeof(*v));
 }
