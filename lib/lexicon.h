@@ -8,9 +8,13 @@
  * starts a comment; blank lines ignored; "[category]" starts a category
  * (used by sensitive.txt: mental-health, oncology, …); a trailing '*' makes
  * the term a word prefix ("chimioth*").  Terms are matched on whole words,
- * ignoring case and accents, with any run of spaces/hyphens between words of
- * a multi-word term.  NAME.local.txt beside a file, when present, is loaded
- * too (site additions that survive package upgrades).
+ * ignoring case and accents, with a space or a hyphen between the words of
+ * a multi-word term ("beta-HCG" = "beta HCG"; not "beta - HCG": see
+ * lexicon.c); a term shorter than 4 bytes (HB, Rx) only between ASCII
+ * spaces or punctuation.  NAME.local.txt beside a file, when present, is loaded
+ * too (site additions that survive package upgrades).  A term twice in one
+ * category is kept once; at most 31 categories in all (content_class keeps
+ * one bit per category).
  */
 #ifndef CLINIMAIL_LEXICON_H
 #define CLINIMAIL_LEXICON_H
@@ -58,8 +62,10 @@ const char *lexicon_term(const struct lexicon_set *ls, enum lexicon_id id, unsig
 const char *lexicon_category_name(const struct lexicon_set *ls, unsigned category);
 
 /*
- * Append every match in text (normalized, see normalize.h) to hits.  Returns
- * 0, or -1 on an internal (Hyperscan) error.
+ * Append every match in text (normalized, see normalize.h) to hits, in no
+ * guaranteed order; overlapping terms ("glycémie" and "glycémie à jeun") are
+ * both reported.  Thread-safe.  Returns 0, or -1 on an internal
+ * (Hyperscan) error or a text longer than 4 GiB.
  */
 int lexicon_scan(const struct lexicon_set *ls, const char *text, size_t len,
                  struct lexicon_hits *hits);
