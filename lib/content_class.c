@@ -15,6 +15,7 @@
 #include "policy.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,6 +88,103 @@ static int seg_has_lex(const struct seg_scan *s, enum lexicon_id lex)
 static int in_body(const struct seg_scan *s)
 {
 	return s->seg->origin == TXT_SUBJECT || s->seg->origin == TXT_BODY;
+}
+
+/*
+ * Binary junk decoded as text (a mislabelled attachment, random bytes) is
+ * letter soup in which short abbreviations and number patterns turn up by
+ * chance.  Windows of a segment where fewer than 40% of the tokens of three
+ * bytes or more look like words or numbers are "junk": what is found there
+ * is ignored.  Natural text, tables of results and signatures stay well above.
+ */
+#define QUALITY_WINDOW 400
+#define QUALITY_MIN_TOKENS 6
+
+static int token_wordlike(const char *t, size_t n)
+{
+	size_t i = 0, letters = 0, upper_inner = 0, digits = 0, other = 0;
+
+	while (i < n && strchr("(\"'[", t[i]))
+		i++;
+	while (n > i && strchr(".,;:!?)\"']", t[n - 1]))
+		n--;
+	if (i >= n)
+		return 1;
+	for (size_t j = i; j < n; j++) {
+		unsigned char c = (unsigned char)t[j];
+		if (isalpha(c)) {
+			letters++;
+			if (j > i && isupper(c) && !isupper((unsigned char)t[j - 1]))
+				upper_inner++;
+		} else if (isdigit(c)) {
+			digits++;
+		} else if (!strchr("-'./():", c)) {
+			other++;
+		}
+	}
+	if (other)
+		return 0;
+	if (letters && !digits)
+		return upper_inner == 0;
+	if (digits && !letters)
+		return 1;
+	return 0; /* mixed letters and digits: identifiers are rare, junk is common */
+}
+
+/* Mark the junk windows of a segment: junk[k] for window k. */
+static unsigned char *junk_windows(const char *text, size_t len, size_t *nwin)
+{
+	size_t n = len / QUALITY_WINDOW + 1;
+	unsigned char *junk = xcalloc(n, 1);
+	size_t tokens[2] = {0, 0}; /* counted, wordlike */
+	size_t win = 0, i = 0;
+
+	while (i <= len) {
+		size_t k = i / QUALITY_WINDOW;
+		if (k != win || i == len) {
+			if (tokens[0] >= QUALITY_MIN_TOKENS && tokens[1] * 10 < tokens[0] * 4)
+				junk[win] = 1;
+			tokens[0] = tokens[1] = 0;
+			win = k;
+			if (i == len)
+				break;
+		}
+		if (text[i] == ' ') {
+			i++;
+			continue;
+		}
+		size_t start = i;
+		while (i < len && text[i] != ' ')
+			i++;
+		if (i - start >= 3) {
+			tokens[0]++;
+			tokens[1] += token_wordlike(text + start, i - start) != 0;
+		}
+	}
+	*nwin = n;
+	return junk;
+}
+
+static void drop_junk(struct seg_scan *s)
+{
+	size_t nwin, k = 0;
+	unsigned char *junk = junk_windows(s->seg->text, s->seg->len, &nwin);
+	int any = 0;
+
+	for (size_t w = 0; w < nwin; w++)
+		any |= junk[w];
+	if (any) {
+		for (size_t j = 0; j < s->hits.n; j++)
+			if (!junk[s->hits.v[j].start / QUALITY_WINDOW])
+				s->hits.v[k++] = s->hits.v[j];
+		s->hits.n = k;
+		k = 0;
+		for (size_t j = 0; j < s->finds.n; j++)
+			if (!junk[s->finds.v[j].start / QUALITY_WINDOW])
+				s->finds.v[k++] = s->finds.v[j];
+		s->finds.n = k;
+	}
+	free(junk);
 }
 
 enum anchor { ANCHOR_NONE, ANCHOR_RCPT, ANCHOR_SENDER, ANCHOR_PATIENT };
@@ -279,6 +377,29 @@ static char *subject_exception(const char *subject)
 	return reason;
 }
 
+/* For `clinimail check --explain`: the distinct terms and finding kinds, per segment origin. */
+static void explain_matches(const struct cm_config *cfg, const struct seg_scan *scans, size_t n,
+                           struct strbuf *sb)
+{
+	static const char *const origin[] = {"subject", "body", "attachment", "forwarded"};
+	for (size_t i = 0; i < n; i++) {
+		const struct seg_scan *s = &scans[i];
+		if (s->hits.n == 0 && s->finds.n == 0)
+			continue;
+		sb_printf(sb, "segment %zu (%s, %zu bytes):\n", i,
+		          (unsigned)s->seg->origin < 4 ? origin[s->seg->origin] : "?", s->seg->len);
+		for (size_t j = 0; j < s->hits.n; j++) {
+			const struct lexicon_hit *h = &s->hits.v[j];
+			sb_printf(sb, "  lexicon %s: %s\n", lexicon_name(h->lex),
+			          lexicon_term(cfg->lex, h->lex, h->term));
+		}
+		for (size_t j = 0; j < s->finds.n; j++)
+			sb_printf(sb, "  finding %s%s at %zu\n", finding_kind_name(s->finds.v[j].kind),
+			          (s->finds.v[j].flags & FF_CONFIDENT) ? " (confident)" : "",
+			          s->finds.v[j].start);
+	}
+}
+
 int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
                     const char *from_display, struct content_analysis *out)
 {
@@ -289,7 +410,9 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 	int context = 0, age = 0, patient_sig = 0, prescriber_sig = 0;
 	int nam = 0, dob = 0, file_no = 0, person = 0;
 
+	struct strbuf *explain = out->explain;
 	memset(out, 0, sizeof(*out));
+	out->explain = explain;
 	for (int l = 0; l < LEX_COUNT; l++)
 		seen[l] = xcalloc(lexicon_size(cfg->lex, l) + 1, 1);
 
@@ -301,6 +424,7 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 			rc = -1;
 			goto done;
 		}
+		drop_junk(s);
 		for (size_t j = 0; j < s->hits.n; j++) {
 			const struct lexicon_hit *h = &s->hits.v[j];
 			switch (h->lex) {
@@ -367,6 +491,8 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 			}
 		}
 	}
+	if (explain)
+		explain_matches(cfg, scans, mc->nsegs, explain);
 	if (context)
 		score += 2;
 	if (age)

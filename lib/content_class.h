@@ -11,6 +11,7 @@
 
 #include "detect.h"
 #include "lexicon.h"
+#include "util.h"
 
 struct cm_config;
 struct msg_content;
@@ -38,6 +39,7 @@ struct content_analysis {
 	int has_scanned_pdf;
 	char fax_hint[16];        /* a fax number written in the body (for the fix text) */
 	char *exception_reason;   /* "[EXCEPTION: …]" in the Subject, or NULL */
+	struct strbuf *explain;   /* when set by the caller: which terms and findings matched */
 };
 
 int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,

@@ -627,7 +627,13 @@ void policy_eval(const struct cm_config *cfg, const struct envelope *env, const 
 		for (size_t j = 0; j < e.mc->nto_cc; j++)
 			if (strcmp(v->rcpts[i].addr, e.mc->to_cc[j]) == 0)
 				v->rcpts[i].visible = 1;
-	if (content_analyse(cfg, e.mc, e.mc->from_display, &e.ca) != 0) {
+	struct strbuf explain;
+	sb_init(&explain);
+	e.ca.explain = env->explain ? &explain : NULL;
+	int arc = content_analyse(cfg, e.mc, e.mc->from_display, &e.ca);
+	if (env->explain)
+		v->explain = sb_steal(&explain);
+	if (arc != 0) {
 		tempfail(&e, "content analysis failed");
 		goto out;
 	}

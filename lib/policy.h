@@ -60,6 +60,7 @@ struct envelope {
 	const char *mail_from;   /* envelope sender as given ("" or "<>" for null sender) */
 	char *const *rcpts;      /* envelope recipients as given */
 	size_t nrcpts;
+	int explain;             /* fill verdict.explain (clinimail check --explain) */
 };
 
 struct rcpt_info {
@@ -110,6 +111,7 @@ struct verdict {
 	int have_body_hash;           /* body_sha256 is set */
 	unsigned char body_sha256[32];/* SHA-256 of the raw body (for the audit trail) */
 	char *error;     /* internal error text, for TEMPFAIL */
+	char *explain;   /* matched terms and findings, when envelope.explain was set */
 };
 
 /*

@@ -102,6 +102,7 @@ void verdict_free(struct verdict *v)
 	free(v->reply);
 	free(v->exception_reason);
 	free(v->message_id);
+	free(v->explain);
 	free(v->error);
 	memset(v, 0, sizeof(*v));
 }

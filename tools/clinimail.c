@@ -10,6 +10,7 @@
 #include "mime_text.h"
 #include "policy.h"
 #include "util.h"
+#include "audit_cmd.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -28,7 +29,9 @@ static void usage(FILE *fp)
 {
 	fprintf(fp,
 	        "usage: clinimail check [-c CONF] --from ADDR [--auth LOGIN] [--client-ip IP]\n"
-	        "                       [--helo NAME] --rcpt ADDR [--rcpt ADDR ...] [--json] [FILE|-]\n"
+	        "                       [--helo NAME] --rcpt ADDR [--rcpt ADDR ...] [--json] [--explain]\n"
+	        "                       [FILE|-]\n"
+	        "       clinimail audit list|show|stats|export|report|verify|purge ... (see clinimail(1))\n"
 	        "       clinimail version\n"
 	        "Runs the clinimail policy on one message as the milter would.\n"
 	        "Exit status: 0 accept, 1 reject, 2 hold, 3 tempfail or error.\n"
@@ -96,19 +99,19 @@ static int cmd_check(int argc, char **argv)
 		{"config", required_argument, NULL, 'c'}, {"from", required_argument, NULL, 'f'},
 		{"auth", required_argument, NULL, 'a'},   {"client-ip", required_argument, NULL, 'i'},
 		{"helo", required_argument, NULL, 'H'},   {"rcpt", required_argument, NULL, 'r'},
-		{"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+		{"json", no_argument, NULL, 'j'},         {"explain", no_argument, NULL, 'x'},         {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *conf = DEFAULT_CONF, *from = NULL, *auth = NULL, *ip = NULL, *helo = NULL;
 	char **rcpts = NULL;
 	size_t nrcpts = 0, len = 0;
-	int json = 0, c, rc = EXIT_TOOL_ERROR;
+	int json = 0, explain = 0, c, rc = EXIT_TOOL_ERROR;
 	char err[512];
 	char *msg;
 	FILE *fp;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:f:a:i:H:r:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:f:a:i:H:r:jxh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			conf = optarg;
@@ -131,6 +134,9 @@ static int cmd_check(int argc, char **argv)
 			break;
 		case 'j':
 			json = 1;
+			break;
+		case 'x':
+			explain = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -176,7 +182,7 @@ static int cmd_check(int argc, char **argv)
 	}
 	struct envelope env = {
 		.queue_id = NULL, .client_ip = ip, .helo = helo, .auth_login = auth,
-		.mail_from = from, .rcpts = rcpts, .nrcpts = nrcpts,
+		.mail_from = from, .rcpts = rcpts, .nrcpts = nrcpts, .explain = explain,
 	};
 	struct verdict v;
 	int big = len > cfg->max_message_size;
@@ -188,6 +194,8 @@ static int cmd_check(int argc, char **argv)
 	} else {
 		print_text(&v);
 	}
+	if (explain && v.explain)
+		printf("explain:\n%s", v.explain);
 	switch (v.action) {
 	case VERDICT_ACCEPT:
 		rc = 0;
@@ -217,6 +225,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "check") == 0)
 		return cmd_check(argc - 1, argv + 1);
+	if (strcmp(argv[1], "audit") == 0)
+		return cmd_audit(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
 		printf("clinimail %s\n", PACKAGE_VERSION);
 		return 0;
