@@ -22,6 +22,7 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends \
 	build-essential autoconf automake libtool pkg-config \
 	libmilter-dev libgmime-3.0-dev libglib2.0-dev libssl-dev libspf2-dev \
-	libhyperscan-dev libpcre2-dev libpoppler-glib-dev libxml2-dev \
+	libhyperscan-dev libpcre2-dev libpoppler-glib-dev libxml2-dev libcairo2-dev \
 	postfix swaks sasl2-bin libsasl2-modules \
-	poppler-utils ca-certificates procps iproute2 file
+	poppler-utils ca-certificates procps iproute2 file jq \
+	libsqlite3-dev libpq-dev sqlite3 postgresql chromium
