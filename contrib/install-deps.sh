@@ -25,4 +25,5 @@ apt-get install -y -q --no-install-recommends \
 	libhyperscan-dev libpcre2-dev libpoppler-glib-dev libxml2-dev libcairo2-dev \
 	postfix swaks sasl2-bin libsasl2-modules \
 	poppler-utils ca-certificates procps iproute2 file jq \
-	libsqlite3-dev libpq-dev sqlite3 postgresql chromium
+	libsqlite3-dev libpq-dev sqlite3 postgresql chromium \
+	libpango1.0-dev libqpdf-dev qpdf fonts-dejavu-core

@@ -9,6 +9,7 @@
  */
 #include "autoconfig.h"
 #include "config.h"
+#include "audit.h"
 #include "bounce.h"
 #include "detect.h"
 #include "directory.h"
@@ -67,6 +68,9 @@ static char *conv_domain(const char *v, const char *dir, char *why, size_t whyle
 static char *conv_user(const char *v, const char *dir, char *why, size_t whylen);
 static char *conv_resolver(const char *v, const char *dir, char *why, size_t whylen);
 static char *conv_relay(const char *v, const char *dir, char *why, size_t whylen);
+static char *conv_audit_store(const char *v, const char *dir, char *why, size_t whylen);
+static char *conv_audit_key(const char *v, const char *dir, char *why, size_t whylen);
+static char *conv_audit_failure(const char *v, const char *dir, char *why, size_t whylen);
 
 #define OFF(m) offsetof(struct cm_config, m)
 #define RULE_KEY(id, nm)                                                                           \
@@ -109,6 +113,11 @@ static const struct key_def schema[] = {
     {"MaximumMessageSize", CT_SIZE, OFF(max_message_size), "50M", 0, 1024, 1LL << 40, NULL, 0},
     {"MaximumMimeParts", CT_SIZE, OFF(max_mime_parts), "1000", 0, 1, 1000000, NULL, 0},
     {"ClinicalThreshold", CT_INT, OFF(clinical_threshold), "4", 0, 1, 1000, NULL, 0},
+    /* audit trail */
+    {"AuditStore", CT_STRING, OFF(audit_store), AUDIT_DEFAULT_STORE, 0, 0, 0, conv_audit_store, 0},
+    {"AuditKey", CT_STRING, OFF(audit_key_file), NULL, 0, 0, 0, conv_audit_key, 0},
+    {"AuditFailure", CT_STRING, OFF(audit_failure), "tempfail", 0, 0, 0, conv_audit_failure, 0},
+    {"AuditQueueSize", CT_SIZE, OFF(audit_queue_size), "10000", 0, 1, 10000000, NULL, 0},
     /* rules: one key per rule of rules.h */
     RULE_KEY(RULE_WEBMAIL, "webmail"),
     RULE_KEY(RULE_MED_ORDER_RECIPIENT, "med-order-recipient"),
@@ -338,6 +347,66 @@ static char *conv_resolver(const char *v, const char *dir, char *why, size_t why
 	}
 	sb_init(&sb);
 	sb_printf(&sb, "zone:%s", p);
+	free(p);
+	return sb_steal(&sb);
+}
+
+/* AuditStore: none, sqlite:PATH (relative to the file's folder) or pgsql:CONNINFO. */
+static char *conv_audit_store(const char *v, const char *dir, char *why, size_t whylen)
+{
+	struct strbuf sb;
+	char *p;
+
+	if (strcmp(v, "none") == 0)
+		return xstrdup(v);
+	if (strncmp(v, "pgsql:", 6) == 0 && v[6] != '\0')
+		return xstrdup(v);
+	if (strncmp(v, "sqlite:", 7) != 0 || v[7] == '\0') {
+		snprintf(why, whylen, "expected sqlite:PATH, pgsql:CONNINFO or none");
+		return NULL;
+	}
+	p = resolve(dir, v + 7);
+	sb_init(&sb);
+	sb_printf(&sb, "sqlite:%s", p);
+	free(p);
+	return sb_steal(&sb);
+}
+
+/* AuditKey: a regular file that others can neither read nor write. */
+static char *conv_audit_key(const char *v, const char *dir, char *why, size_t whylen)
+{
+	char *p = resolve(dir, v);
+	struct stat st;
+
+	if (stat(p, &st) != 0) {
+		snprintf(why, whylen, "%s: %s", p, strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s: not a regular file", p);
+	} else if ((st.st_mode & 007) != 0) {
+		snprintf(why, whylen, "%s: readable or writable by others (mode %03o): chmod o-rwx",
+		         p, (unsigned)(st.st_mode & 0777));
+	} else {
+		return p;
+	}
+	free(p);
+	return NULL;
+}
+
+/* AuditFailure: tempfail, or spool:DIR (relative to the file's folder). */
+static char *conv_audit_failure(const char *v, const char *dir, char *why, size_t whylen)
+{
+	struct strbuf sb;
+	char *p;
+
+	if (strcmp(v, "tempfail") == 0)
+		return xstrdup(v);
+	if (strncmp(v, "spool:", 6) != 0 || v[6] == '\0') {
+		snprintf(why, whylen, "expected tempfail or spool:DIRECTORY");
+		return NULL;
+	}
+	p = resolve(dir, v + 6);
+	sb_init(&sb);
+	sb_printf(&sb, "spool:%s", p);
 	free(p);
 	return sb_steal(&sb);
 }
@@ -626,6 +695,8 @@ static int read_file(struct cm_config *c, const char *path, const char *dir, cha
 		const struct key_def *k = &schema[i];
 		if (seen[i])
 			continue;
+		if (k->offset == OFF(audit_store))
+			c->audit_store_default = 1;
 		if (k->flags & CF_REQUIRED) {
 			set_err(err, errlen, "%s: missing required key %s", path, k->name);
 			return -1;

@@ -61,6 +61,13 @@ struct cm_config {
 	int clinical_threshold;  /* ClinicalThreshold: vocabulary score that makes text clinical */
 	enum rule_action actions[RULE_COUNT]; /* Rule-<id> keys */
 
+	/* audit trail (lib/audit.h); read once at milter startup, not on reload */
+	char *audit_store;       /* AuditStore: sqlite:/path | pgsql:conninfo | none */
+	int audit_store_default; /* AuditStore not given in the file: the built-in default */
+	char *audit_key_file;    /* AuditKey: HMAC key file, NULL for plain SHA-256 */
+	char *audit_failure;     /* AuditFailure: tempfail | spool:/dir */
+	size_t audit_queue_size; /* AuditQueueSize */
+
 	/* built from the above by config_load() */
 	struct directories *dirs;
 	struct lexicon_set *lex;

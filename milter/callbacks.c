@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 
 #include <libmilter/mfdef.h>
 
+#include "audit.h"
 #include "config.h"
 #include "policy.h"
 #include "util.h"
@@ -51,6 +53,14 @@ static struct pdf_cache *pdf_cache_shared;
 void milter_set_pdf_cache(struct pdf_cache *cache)
 {
 	pdf_cache_shared = cache;
+}
+
+/* Atomic: main() clears it at shutdown while sessions may still end. */
+static _Atomic(struct audit *) audit_shared;
+
+void milter_set_audit(struct audit *audit)
+{
+	atomic_store(&audit_shared, audit);
 }
 
 static struct conn_state *conn_get(SMFICTX *ctx)
@@ -485,6 +495,14 @@ static sfsistat mlfi_eom(SMFICTX *ctx)
 		policy_new_ref(v.ref, sizeof(v.ref));
 
 	r = apply(ctx, c, &v, qid);
+	/* The decision is recorded before the MTA gets the answer; a record that
+	   cannot be kept (store down in tempfail mode, queue full) tempfails the
+	   message: fail closed. */
+	struct audit *audit = atomic_load(&audit_shared);
+	if (audit != NULL && audit_submit(audit, &env, &v) != 0) {
+		v.action = VERDICT_TEMPFAIL;
+		r = tempfail(ctx, v.ref);
+	}
 	verdict_log_line(&v, &env, line, sizeof(line));
 	msg_info("%s: %s", qid, line);
 	verdict_free(&v);

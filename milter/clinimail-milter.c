@@ -30,6 +30,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "config.h"
 #include "milter.h"
 #include "mime_text.h"
@@ -341,6 +342,96 @@ struct reloader {
 };
 
 /*
+ * The audit trail, opened once: after the privilege drop (its files belong
+ * to the run-time user) and after daemonize (its writer thread must live in
+ * the final process).  A reload does not re-open it.  When AuditStore is not
+ * given and the default store's folder does not exist, decisions are only
+ * logged, with a warning; a store that is configured and cannot be opened
+ * stops startup.  NULL on error.
+ */
+static struct audit *audit_start(const struct audit_key *key)
+{
+	struct cm_config *c = config_current();
+	struct audit_options ao;
+	struct audit *a;
+	const char *store = c->audit_store;
+	char err[1024];
+
+	if (c->audit_store_default && store != NULL && strncmp(store, "sqlite:", 7) == 0) {
+		char *dir = xstrdup(store + 7);
+		char *slash = strrchr(dir, '/');
+		struct stat st;
+
+		if (slash != NULL)
+			*slash = '\0';
+		if (slash != NULL && dir[0] != '\0' && stat(dir, &st) != 0) {
+			msg_warn("audit: %s does not exist: decisions are only logged (create it, "
+			         "owned by the milter's user, or set AuditStore)",
+			         dir);
+			store = "none";
+		}
+		free(dir);
+	}
+	memset(&ao, 0, sizeof(ao));
+	ao.store = store;
+	ao.key_file = c->audit_key_file;
+	ao.key = key;
+	ao.failure = c->audit_failure;
+	ao.queue_size = c->audit_queue_size;
+	ao.create = 1;
+	a = audit_open(&ao, err, sizeof(err));
+	if (a == NULL)
+		msg_error("%s: audit trail: %s", c->path, err);
+	else if (store != NULL && strcmp(store, "none") != 0)
+		msg_info("audit trail: %s store, failure mode %s%s",
+		         strncmp(store, "pgsql:", 6) == 0 ? "PostgreSQL" : "SQLite",
+		         c->audit_failure ? c->audit_failure : "tempfail",
+		         c->audit_key_file ? ", HMAC key" : "");
+	config_unref(c);
+	return a;
+}
+
+/*
+ * The AuditKey is read before the privilege drop, so that it may be
+ * readable by root only.  0, or -1 when it cannot be loaded.
+ */
+static int audit_key_early(struct audit_key *key, int *have)
+{
+	struct cm_config *c = config_current();
+	char err[1024];
+	int rc = 0;
+
+	*have = 0;
+	if (c->audit_key_file != NULL) {
+		if (audit_key_load(c->audit_key_file, key, err, sizeof(err)) != 0) {
+			msg_error("%s: AuditKey: %s", c->path, err);
+			rc = -1;
+		} else {
+			*have = 1;
+		}
+	}
+	config_unref(c);
+	return rc;
+}
+
+/* A reload keeps the audit trail the milter started with: say so when it changed. */
+static int str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a != NULL && strcmp(a, b) != 0);
+}
+
+static void audit_reload_note(const struct cm_config *old, const struct cm_config *c)
+{
+	if (old == NULL)
+		return;
+	if (str_differs(old->audit_store, c->audit_store) ||
+	    str_differs(old->audit_key_file, c->audit_key_file) ||
+	    str_differs(old->audit_failure, c->audit_failure) ||
+	    old->audit_queue_size != c->audit_queue_size)
+		msg_warn("reload: Audit* settings changed; they apply at the next restart");
+}
+
+/*
  * SIGUSR1: build a new configuration aside and swap it in.  Messages in
  * flight keep the one they started with (they hold a reference); a broken
  * file leaves the running configuration untouched.
@@ -366,6 +457,12 @@ static void *reload_thread(void *arg)
 			continue;
 		}
 		log_set_verbose(c->verbose + rl->extra_verbose);
+		{
+			struct cm_config *old = config_current();
+			audit_reload_note(old, c);
+			if (old != NULL)
+				config_unref(old);
+		}
 		config_install(c);
 		msg_info("configuration reloaded from %s", rl->conf);
 	}
@@ -423,6 +520,9 @@ int main(int argc, char **argv)
 	struct cm_config *cfg;
 	static struct reloader rl; /* read by the reload thread until exit */
 	struct run_as ra = {0, 0, NULL};
+	struct audit *audit = NULL;
+	struct audit_key audit_key;
+	int have_audit_key = 0;
 	const char *spec, *user, *sock_path;
 	char *pid_file = NULL, *sock_file = NULL, *spec_copy = NULL;
 	char err[1024];
@@ -523,6 +623,8 @@ int main(int argc, char **argv)
 			goto fail;
 		msg_debug("TCP_NODELAY set on %d listening socket(s)", n);
 	}
+	if (audit_key_early(&audit_key, &have_audit_key) != 0)
+		goto fail;
 	if (ra.name != NULL && getuid() == ra.uid && geteuid() == ra.uid && getgid() == ra.gid) {
 		/* Already that user (started by systemd's User=): nothing to hand over. */
 	} else if (ra.name != NULL) {
@@ -540,6 +642,11 @@ int main(int argc, char **argv)
 		ready_fd = daemonize(!use_syslog);
 	if (pid_file != NULL && write_pid_file(pid_file) != 0)
 		goto fail;
+	audit = audit_start(have_audit_key ? &audit_key : NULL);
+	explicit_bzero(&audit_key, sizeof(audit_key)); /* the audit trail has its copy */
+	if (audit == NULL)
+		goto fail;
+	milter_set_audit(audit);
 
 	rc = pthread_create(&tid, NULL, reload_thread, &rl);
 	if (rc != 0) {
@@ -559,6 +666,9 @@ int main(int argc, char **argv)
 	rc = smfi_main();
 
 	msg_info("%s stopping%s", PROG, rc == MI_SUCCESS ? "" : " after an error");
+	/* Every queued audit record is written (or spooled, or logged in full). */
+	milter_set_audit(NULL);
+	audit_close(audit);
 	if (pid_file != NULL)
 		unlink(pid_file);
 	if (sock_file != NULL && unlink(sock_file) != 0 && errno != ENOENT)
@@ -570,6 +680,7 @@ int main(int argc, char **argv)
 	return rc == MI_SUCCESS ? 0 : 1;
 
 fail:
+	audit_close(audit);
 	/* Best effort: the socket may already belong to the run-time user. */
 	if (opened && sock_file != NULL)
 		unlink(sock_file);

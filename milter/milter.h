@@ -21,6 +21,13 @@ extern struct smfiDesc milter_desc;
  */
 void milter_set_pdf_cache(struct pdf_cache *cache);
 
+/*
+ * Set once in main() before smfi_main() (after the privilege drop): the
+ * audit trail every end-of-message verdict is submitted to, or NULL.
+ */
+struct audit;
+void milter_set_audit(struct audit *audit);
+
 /* libmilter's limit on reply lines (smfi_setmlreply) and on one line's length. */
 #define REPLY_MAX_LINES 32
 #define REPLY_MAX_LEN 980
