@@ -237,7 +237,7 @@ static int cms_encrypt_der(const char *data, size_t len, X509 *const *certs, siz
 
 	content = CMS_get0_content(cms);
 	if (content == NULL || *content == NULL ||
-	    0) {
+	    (size_t)ASN1_STRING_length(*content) != (len / 16 + 1) * 16) {
 		*why = "encrypted content missing or of the wrong length";
 		goto done;
 	}
@@ -252,12 +252,12 @@ static int cms_encrypt_der(const char *data, size_t len, X509 *const *certs, siz
 	buf = xcalloc(1, (size_t)n);
 	p = buf;
 	m = i2d_CMS_ContentInfo(cms, &p);
-	if (m != n) {
+	if (m != n || p != buf + n) {
 		*why = "DER encoding incomplete";
 		goto done;
 	}
 	q = buf;
-	back = d2i_CMS_ContentInfo(NULL, &q, n); if (back == NULL) back = CMS_ContentInfo_new(); q = buf + n;
+	back = d2i_CMS_ContentInfo(NULL, &q, n);
 	if (back == NULL || q != buf + n) {
 		if (back != NULL)
 			*why = "DER encoding does not parse back";
