@@ -829,7 +829,14 @@ static int parse_patient_line(struct directories *d, char *line, const char *pat
 	return 0;
 }
 
-static int load_patients(struct directories *d, const char *path, char *err, size_t errlen)
+
+/* The line parsers of the files read into struct directories. */
+typedef int (*dir_line_parser)(struct directories *d, char *line, const char *path,
+                               unsigned lineno, char *err, size_t errlen);
+
+/* Read path line by line through parse; the first bad line stops loading. */
+static int load_lines(struct directories *d, const char *path, dir_line_parser parse, char *err,
+                      size_t errlen)
 {
 	struct reader r;
 	char *line;
@@ -838,7 +845,7 @@ static int load_patients(struct directories *d, const char *path, char *err, siz
 	if (reader_open(&r, path, err, errlen) < 0)
 		return -1;
 	while ((rc = reader_next(&r, &line, err, errlen)) > 0)
-		if (parse_patient_line(d, line, path, r.lineno, err, errlen) < 0) {
+		if (parse(d, line, path, r.lineno, err, errlen) < 0) {
 			rc = -1;
 			break;
 		}
@@ -922,22 +929,6 @@ static int parse_archives_line(struct directories *d, char *line, const char *pa
 	return 0;
 }
 
-static int load_archives(struct directories *d, const char *path, char *err, size_t errlen)
-{
-	struct reader r;
-	char *line;
-	int rc;
-
-	if (reader_open(&r, path, err, errlen) < 0)
-		return -1;
-	while ((rc = reader_next(&r, &line, err, errlen)) > 0)
-		if (parse_archives_line(d, line, path, r.lineno, err, errlen) < 0) {
-			rc = -1;
-			break;
-		}
-	reader_close(&r);
-	return rc < 0 ? -1 : 0;
-}
 
 char *const *dir_archives_for(const struct directories *d, const char *sender_domain, size_t *n)
 {
@@ -1013,22 +1004,6 @@ static int parse_login_line(struct directories *d, char *line, const char *path,
 	return 0;
 }
 
-static int load_logins(struct directories *d, const char *path, char *err, size_t errlen)
-{
-	struct reader r;
-	char *line;
-	int rc;
-
-	if (reader_open(&r, path, err, errlen) < 0)
-		return -1;
-	while ((rc = reader_next(&r, &line, err, errlen)) > 0)
-		if (parse_login_line(d, line, path, r.lineno, err, errlen) < 0) {
-			rc = -1;
-			break;
-		}
-	reader_close(&r);
-	return rc < 0 ? -1 : 0;
-}
 
 int dir_login_may_send_as(const struct directories *d, const char *login, const char *addr)
 {
@@ -1102,11 +1077,11 @@ struct directories *directories_load(const struct dir_paths *p, char *err, size_
 		goto bad;
 	if (p->imaging && load_orgs(&d->imaging, p->imaging, err, errlen) < 0)
 		goto bad;
-	if (p->patients && load_patients(d, p->patients, err, errlen) < 0)
+	if (p->patients && load_lines(d, p->patients, parse_patient_line, err, errlen) < 0)
 		goto bad;
-	if (p->archives && load_archives(d, p->archives, err, errlen) < 0)
+	if (p->archives && load_lines(d, p->archives, parse_archives_line, err, errlen) < 0)
 		goto bad;
-	if (p->sender_logins && load_logins(d, p->sender_logins, err, errlen) < 0)
+	if (p->sender_logins && load_lines(d, p->sender_logins, parse_login_line, err, errlen) < 0)
 		goto bad;
 	return d;
 bad:
