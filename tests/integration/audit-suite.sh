@@ -359,7 +359,7 @@ EOF
 		-p "unix:$RUN/milter.sock" >/dev/null 2>&1
 	rc=$?
 	pfenv_milter_stop 15
-	[ $rc -ne 0 ] && tail -n 5 "$PFENV_LOG/milter.log" | grep -q 'chain mode'
+	[ $rc -ne 0 ] && grep -q 'chain mode' "$PFENV_LOG/milter.log"
 	ok $? "a key added to an unkeyed store is refused at startup (the chain mode is the store's)"
 	start_milter
 	ok $? "milter restarted without the key"
