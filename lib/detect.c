@@ -193,7 +193,7 @@ static const struct dp patterns[] = {
      "assurance-maladie",
      NULL, NULL},
     {LB_DOB, R_LABEL, CI, 0,
-     "ddn|d.d.n|d d.n|d.dn|dob|d.o.b|date de naissance|date de naiss|ne le|nee le|ne(e) le|"
+     "ddn|d.d.n|d d.n|d.dn|d.n|dob|d.o.b|date de naissance|date de naiss|naissance|ne le|nee le|ne(e) le|"
      "nee en|ne en|date of birth|birth date|birthdate|born on|born",
      NULL, NULL},
 

@@ -235,6 +235,19 @@ static void test_archives(void)
 	free(m);
 }
 
+/* The date-of-birth label written "D.N." (seen in real orders) is read too. */
+static void test_dob_label_dn(void)
+{
+	struct verdict v;
+	char *m = mail(DR, "To: commandes@auxbonsoins.example\r\nSubject: ordonnance\r\n", ORDER_BODY);
+	char *p = strstr(m, "D.D.N.");
+	memmove(p, p + 2, strlen(p + 2) + 1); /* "D.D.N." -> "D.N." */
+	eval(&v, "jtremblay", "127.0.0.1", DR_ENV, m, "commandes@auxbonsoins.example", NULL, NULL);
+	ok(v.action == VERDICT_ACCEPT && !fired(&v, RULE_ORDER_FIELDS), "order with \"D.N.\" as date-of-birth label: complete");
+	verdict_free(&v);
+	free(m);
+}
+
 static void test_untouched(void)
 {
 	struct verdict v;
@@ -322,6 +335,7 @@ int main(void)
 	/* 4 order-fields */
 	expect("complete order", "jtremblay", "To: commandes@auxbonsoins.example\r\nSubject: ordonnance\r\n", ORDER_BODY, PH, NULL, NULL, VERDICT_ACCEPT, RULE_ORDER_FIELDS, 0);
 	test_order_fields_listed();
+	test_dob_label_dn();
 	/* 6 imaging-order-recipient */
 	expect("imaging order to the patient", "jtremblay", "To: marie.lapointe@videotron.ca\r\nSubject: imagerie\r\n", IMAGING_ORDER, "marie.lapointe@videotron.ca", NULL, NULL, VERDICT_REJECT, RULE_IMAGING_ORDER_RECIPIENT, 1);
 	expect("imaging order to the imaging clinic", "jtremblay", "To: rendezvous@radio-estrie.example\r\nSubject: imagerie\r\n", IMAGING_ORDER, IMG, NULL, NULL, VERDICT_ACCEPT, RULE_IMAGING_ORDER_RECIPIENT, 0);
