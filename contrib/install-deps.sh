@@ -26,4 +26,5 @@ apt-get install -y -q --no-install-recommends \
 	postfix swaks sasl2-bin libsasl2-modules \
 	poppler-utils ca-certificates procps iproute2 file jq \
 	libsqlite3-dev libpq-dev sqlite3 postgresql chromium \
-	libpango1.0-dev libqpdf-dev qpdf fonts-dejavu-core
+	libpango1.0-dev libqpdf-dev qpdf fonts-dejavu-core \
+	libtiff-dev libtiff-tools libspandsp-dev hylafax-server hylafax-client

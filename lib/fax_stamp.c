@@ -1,0 +1,3 @@
+/* fax_stamp.c — stub, being written. */
+#include "autoconfig.h"
+#include "fax_stamp.h"

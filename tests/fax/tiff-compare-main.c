@@ -1,0 +1,3 @@
+/* stub */
+#include "autoconfig.h"
+int main(void) { return 1; }
