@@ -14,6 +14,7 @@
 #include "detect.h"
 #include "directory.h"
 #include "lexicon.h"
+#include "secure_mail.h"
 #include "sender_auth.h"
 #include "util.h"
 
@@ -71,6 +72,9 @@ static char *conv_relay(const char *v, const char *dir, char *why, size_t whylen
 static char *conv_audit_store(const char *v, const char *dir, char *why, size_t whylen);
 static char *conv_audit_key(const char *v, const char *dir, char *why, size_t whylen);
 static char *conv_audit_failure(const char *v, const char *dir, char *why, size_t whylen);
+static char *conv_secret_file(const char *v, const char *dir, char *why, size_t whylen);
+static char *conv_pdf_encryption(const char *v, const char *dir, char *why, size_t whylen);
+static char *conv_pdf_paper(const char *v, const char *dir, char *why, size_t whylen);
 
 #define OFF(m) offsetof(struct cm_config, m)
 #define RULE_KEY(id, nm)                                                                           \
@@ -118,6 +122,21 @@ static const struct key_def schema[] = {
     {"AuditKey", CT_STRING, OFF(audit_key_file), NULL, 0, 0, 0, conv_audit_key, 0},
     {"AuditFailure", CT_STRING, OFF(audit_failure), "tempfail", 0, 0, 0, conv_audit_failure, 0},
     {"AuditQueueSize", CT_SIZE, OFF(audit_queue_size), "10000", 0, 1, 10000000, NULL, 0},
+    /* encryption to patients and signing of orders */
+    {"SmimeEstablishmentCertificate", CT_PATH, OFF(smime_establishment_cert), NULL, CF_READ, 0, 0,
+     NULL, 0},
+    {"ArchivesPdfPassword", CT_STRING, OFF(archives_pdf_password_file), NULL, 0, 0, 0,
+     conv_secret_file, 0},
+    {"PatientPassphrases", CT_STRING, OFF(patient_passphrases_file), NULL, 0, 0, 0,
+     conv_secret_file, 0},
+    {"PdfEncryption", CT_STRING, OFF(pdf_encryption), "aes256", 0, 0, 0, conv_pdf_encryption, 0},
+    {"PdfPaper", CT_STRING, OFF(pdf_paper), "letter", 0, 0, 0, conv_pdf_paper, 0},
+    {"Sendmail", CT_PATH, OFF(sendmail), "/usr/sbin/sendmail", 0, 0, 0, NULL, 0},
+    {"NotifyFrom", CT_STRING, OFF(notify_from), NULL, 0, 0, 0, NULL, 0},
+    {"SmimeSigningCertificate", CT_PATH, OFF(smime_sign_cert), NULL, CF_READ, 0, 0, NULL, 0},
+    {"SmimeSigningKey", CT_STRING, OFF(smime_sign_key), NULL, 0, 0, 0, conv_secret_file, 0},
+    /* fax bridge */
+    {"FaxApprovalKey", CT_STRING, OFF(fax_approval_key_file), NULL, 0, 0, 0, conv_secret_file, 0},
     /* rules: one key per rule of rules.h */
     RULE_KEY(RULE_WEBMAIL, "webmail"),
     RULE_KEY(RULE_MED_ORDER_RECIPIENT, "med-order-recipient"),
@@ -134,6 +153,7 @@ static const struct key_def schema[] = {
     RULE_KEY(RULE_SENDER_AUTHENTICITY, "sender-authenticity"),
     RULE_KEY(RULE_SUBJECT, "subject"),
     RULE_KEY(RULE_OVERSIZE, "oversize"),
+    RULE_KEY(RULE_ORDER_SIGNATURE, "order-signature"),
 };
 #define NKEYS (sizeof(schema) / sizeof(schema[0]))
 
@@ -389,6 +409,30 @@ static char *conv_audit_key(const char *v, const char *dir, char *why, size_t wh
 		return p;
 	}
 	free(p);
+	return NULL;
+}
+
+/* Keys, passwords: a regular file that others can neither read nor write. */
+static char *conv_secret_file(const char *v, const char *dir, char *why, size_t whylen)
+{
+	return conv_audit_key(v, dir, why, whylen);
+}
+
+static char *conv_pdf_encryption(const char *v, const char *dir, char *why, size_t whylen)
+{
+	(void)dir;
+	if (strcmp(v, "aes256") == 0 || strcmp(v, "aes128") == 0)
+		return xstrdup(v);
+	snprintf(why, whylen, "expected aes256 (PDF 2.0, R6) or aes128 (R4, old readers)");
+	return NULL;
+}
+
+static char *conv_pdf_paper(const char *v, const char *dir, char *why, size_t whylen)
+{
+	(void)dir;
+	if (strcmp(v, "letter") == 0 || strcmp(v, "a4") == 0)
+		return xstrdup(v);
+	snprintf(why, whylen, "expected letter or a4");
 	return NULL;
 }
 
@@ -719,6 +763,7 @@ static void config_free(struct cm_config *c)
 	detectors_free(c->det);
 	sender_auth_free(c->sauth);
 	bounce_texts_free(c->bounces);
+	secure_secrets_free(c->secrets);
 	for (size_t i = 0; i < NKEYS; i++)
 		free_value(c, &schema[i]);
 	free(c->path);
@@ -792,6 +837,8 @@ struct cm_config *config_load(const char *path, char *err, size_t errlen)
 	                                errlen)) == NULL)
 		goto bad;
 	if ((c->bounces = bounce_texts_load(c->bounce_file, err, errlen)) == NULL)
+		goto bad;
+	if ((c->secrets = secure_secrets_load(c, err, errlen)) == NULL)
 		goto bad;
 	free(dir);
 	return c;

@@ -21,6 +21,7 @@ struct lexicon_set;
 struct detectors;
 struct sender_auth;
 struct bounce_texts;
+struct secure_secrets;
 
 struct cm_config {
 	char *path; /* the file it was read from */
@@ -68,7 +69,21 @@ struct cm_config {
 	char *audit_failure;     /* AuditFailure: tempfail | spool:/dir */
 	size_t audit_queue_size; /* AuditQueueSize */
 
+	/* encryption to patients, signing of orders (issue 3; lib/secure_mail.h) */
+	char *smime_establishment_cert; /* SmimeEstablishmentCertificate: archives' copy (PEM) */
+	char *archives_pdf_password_file; /* ArchivesPdfPassword: owner password of patient PDFs */
+	char *patient_passphrases_file;   /* PatientPassphrases: "REF passphrase" lines (secret) */
+	char *pdf_encryption;             /* PdfEncryption: aes256 | aes128 */
+	char *pdf_paper;                  /* PdfPaper: letter | a4 */
+	char *sendmail;                   /* Sendmail: program for the password notices */
+	char *notify_from;                /* NotifyFrom: envelope sender of notices */
+	char *smime_sign_cert;            /* SmimeSigningCertificate (PEM, may hold the chain) */
+	char *smime_sign_key;             /* SmimeSigningKey (PEM, secret) */
+	/* fax approval stamp (issue 4; lib/fax_stamp.h) */
+	char *fax_approval_key_file;      /* FaxApprovalKey (secret) */
+
 	/* built from the above by config_load() */
+	struct secure_secrets *secrets; /* passphrases, archives password, keys (never logged) */
 	struct directories *dirs;
 	struct lexicon_set *lex;
 	struct detectors *det;

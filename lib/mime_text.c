@@ -365,6 +365,16 @@ static void html_to_text(const char *utf8, size_t len, struct strbuf *out)
 	htmlFreeParserCtxt(ctxt);
 }
 
+void mime_text_to_utf8(const char *cs, const char *p, size_t n, struct strbuf *out)
+{
+	to_utf8(cs, p, n, out);
+}
+
+void mime_html_to_text(const char *utf8, size_t len, struct strbuf *out)
+{
+	html_to_text(utf8, len, out);
+}
+
 /* ---------------------------------------------------------------------- */
 /* PDF text layer (poppler-glib) and its cache */
 

@@ -108,4 +108,10 @@ void msg_content_free(struct msg_content *mc);
 /* Once per process, before any thread parses (g_mime_init). */
 void mime_text_global_init(void);
 
+struct strbuf;
+/* Decoded bytes in charset cs (NULL: UTF-8, else Windows-1252) appended as UTF-8. */
+void mime_text_to_utf8(const char *cs, const char *p, size_t n, struct strbuf *out);
+/* HTML (UTF-8) appended as plain text (libxml2 SAX, scripts and styles dropped). */
+void mime_html_to_text(const char *utf8, size_t len, struct strbuf *out);
+
 #endif

@@ -62,8 +62,32 @@ int pdf_encrypt(const unsigned char *in, size_t inlen, const char *user_password
                 enum pdf_enc_mode mode, unsigned char **out, size_t *outlen, char *err,
                 size_t errlen)
 {
-	char owner[OWNER_PW_LEN + 1];
-	char *user = NULL; /* g_malloc'd: the password as it is handed to qpdf */
+	return pdf_encrypt_owner(in, inlen, user_password, NULL, mode, out, outlen, err, errlen);
+}
+
+/* The password as qpdf takes it: NFKC for R6 (SASLprep), PDFDocEncoding for R4. */
+static char *password_for_mode(const char *pw, enum pdf_enc_mode mode)
+{
+	char *r = NULL;
+	if (mode == PDF_ENC_AES256_R6)
+		return g_utf8_normalize(pw, -1, G_NORMALIZE_NFKC);
+	char *pd = utf8_to_pdfdoc(pw);
+	if (pd) {
+		r = g_strdup(pd);
+		OPENSSL_cleanse(pd, strlen(pd));
+		free(pd);
+	}
+	return r;
+}
+
+int pdf_encrypt_owner(const unsigned char *in, size_t inlen, const char *user_password,
+                      const char *owner_password, enum pdf_enc_mode mode, unsigned char **out,
+                      size_t *outlen, char *err, size_t errlen)
+{
+	char owner_buf[OWNER_PW_LEN + 1];
+	char *owner = owner_buf;
+	char *owner_given = NULL; /* g_malloc'd, when owner_password was given */
+	char *user = NULL;        /* g_malloc'd: the password as it is handed to qpdf */
 	qpdf_data q = NULL;
 	int rc = -1;
 
@@ -81,16 +105,7 @@ int pdf_encrypt(const unsigned char *in, size_t inlen, const char *user_password
 		set_err(err, errlen, "pdf_encrypt: unknown encryption mode", NULL);
 		return -1;
 	}
-	if (mode == PDF_ENC_AES256_R6) {
-		user = g_utf8_normalize(user_password, -1, G_NORMALIZE_NFKC);
-	} else {
-		char *pd = utf8_to_pdfdoc(user_password);
-		if (pd) {
-			user = g_strdup(pd);
-			OPENSSL_cleanse(pd, strlen(pd));
-			free(pd);
-		}
-	}
+	user = password_for_mode(user_password, mode);
 	if (!user || !user[0]) {
 		set_err(err, errlen,
 		        "pdf_encrypt: password not representable for AES-128 (R4): use "
@@ -99,7 +114,18 @@ int pdf_encrypt(const unsigned char *in, size_t inlen, const char *user_password
 		cleanse_free(user);
 		return -1;
 	}
-	if (password_generate(owner, sizeof(owner), OWNER_PW_LEN) < 0) {
+	if (owner_password != NULL) {
+		if (!owner_password[0] || !g_utf8_validate(owner_password, -1, NULL) ||
+		    (owner_given = password_for_mode(owner_password, mode)) == NULL ||
+		    !owner_given[0]) {
+			set_err(err, errlen,
+			        "pdf_encrypt: owner password empty or not representable", NULL);
+			cleanse_free(user);
+			cleanse_free(owner_given);
+			return -1;
+		}
+		owner = owner_given;
+	} else if (password_generate(owner_buf, sizeof(owner_buf), OWNER_PW_LEN) < 0) {
 		set_err(err, errlen, "pdf_encrypt: random owner password failed", NULL);
 		cleanse_free(user);
 		return -1;
@@ -159,7 +185,8 @@ done:
 		(void)qpdf_next_warning(q); /* consumed: warnings are not failures */
 	if (q)
 		qpdf_cleanup(&q);
-	OPENSSL_cleanse(owner, sizeof(owner));
+	OPENSSL_cleanse(owner_buf, sizeof(owner_buf));
+	cleanse_free(owner_given);
 	cleanse_free(user);
 	return rc;
 }

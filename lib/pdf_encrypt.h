@@ -2,8 +2,10 @@
  * pdf_encrypt.h — password-protect a PDF held in memory with qpdf's C API
  * (issue 3, RULES.md rule 7): AES-256 (security handler R6, the PDF 2.0
  * one) by default, AES-128 (R4) as a per-policy fallback for old readers;
- * RC4 never.  The user password opens the document; the owner password is
- * a fresh random one that nobody keeps.
+ * RC4 never.  The user password opens the document; so does the owner
+ * password, which is either a fresh random one that nobody keeps, or the
+ * establishment's own (ArchivesPdfPassword) so that the medical records
+ * service can open the copy it receives.
  */
 #ifndef CLINIMAIL_PDF_ENCRYPT_H
 #define CLINIMAIL_PDF_ENCRYPT_H
@@ -25,5 +27,10 @@ enum pdf_enc_mode {
 int pdf_encrypt(const unsigned char *in, size_t inlen, const char *user_password,
                 enum pdf_enc_mode mode, unsigned char **out, size_t *outlen, char *err,
                 size_t errlen);
+
+/* The same with a given owner password (NULL: random). */
+int pdf_encrypt_owner(const unsigned char *in, size_t inlen, const char *user_password,
+                      const char *owner_password, enum pdf_enc_mode mode, unsigned char **out,
+                      size_t *outlen, char *err, size_t errlen);
 
 #endif

@@ -7,6 +7,7 @@
 #include "autoconfig.h"
 
 #include "policy.h"
+#include "secure_mail.h"
 #include "bounce.h"
 #include "config.h"
 #include "content_class.h"
@@ -33,9 +34,9 @@ struct eval {
 	struct verdict *v;
 	struct msg_content *mc;
 	struct content_analysis ca;
-	char *sender;      /* envelope sender, normalized, or NULL */
-	char *archives;    /* archives addresses of the sender's domain, comma-separated */
-	int today;         /* YYYYMMDD */
+	char *sender;   /* envelope sender, normalized, or NULL */
+	char *archives; /* archives addresses of the sender's domain, comma-separated */
+	int today;      /* YYYYMMDD */
 };
 
 static int today_yyyymmdd(void)
@@ -223,6 +224,41 @@ static void rule_sender(struct eval *e)
 	}
 }
 
+/*
+ * Clinical mail to a consenting patient is encrypted (one body for every
+ * recipient: one patient per message).  What cannot be encrypted is refused
+ * now, with the reason, rather than after the message was accepted.
+ */
+static void plan_encryption(struct eval *e, struct rule_hit *h, size_t n, size_t i)
+{
+	const char *why_key = NULL;
+	char err[512];
+	int method;
+
+	if (n > 1) {
+		h->action = ACT_REJECT;
+		h->variant = "patient-encryption.several";
+		return;
+	}
+	switch (secure_plan(e->cfg, e->v->rcpts[i].addr, &method, &why_key, err, sizeof(err))) {
+	case SECURE_OK:
+		e->v->secure = method;
+		e->v->secure_rcpt = i;
+		break;
+	case SECURE_PERM:
+		msg_warn("%s: patient encryption impossible: %s", e->v->ref, err);
+		h->action = ACT_REJECT;
+		h->variant = why_key;
+		break;
+	default:
+		msg_error("%s: patient encryption: %s", e->v->ref, err);
+		e->v->action = VERDICT_TEMPFAIL;
+		free(e->v->error);
+		e->v->error = xstrdup(err);
+		break;
+	}
+}
+
 static void rule_patients(struct eval *e)
 {
 	struct verdict *v = e->v;
@@ -231,6 +267,8 @@ static void rule_patients(struct eval *e)
 	struct rule_hit *consent = NULL, *crypt = NULL, *sens = NULL;
 	size_t patients = 0, visible = 0;
 
+	size_t to_encrypt = 0, first_encrypt = 0;
+
 	for (size_t i = 0; i < v->nrcpts; i++) {
 		if (v->rcpts[i].cls != RC_PATIENT)
 			continue;
@@ -238,7 +276,8 @@ static void rule_patients(struct eval *e)
 		patients++;
 		visible += v->rcpts[i].visible != 0;
 		int ok = p && p->consent_date != 0 && p->consent_date <= e->today &&
-		         (p->third_party == TP_NONE || p->third_party_consented) && (p->scope & need);
+		         (p->third_party == TP_NONE || p->third_party_consented) &&
+		         (p->scope & need);
 		if (!ok) {
 			if (rule_on(e, RULE_PATIENT_CONSENT)) {
 				if (consent == NULL)
@@ -251,8 +290,12 @@ static void rule_patients(struct eval *e)
 			if (crypt == NULL)
 				crypt = add_hit(e, RULE_PATIENT_ENCRYPTION);
 			hit_rcpt(v, crypt, i);
+			if (to_encrypt++ == 0)
+				first_encrypt = i;
 		}
 	}
+	if (crypt != NULL && crypt->action == ACT_ENCRYPT)
+		plan_encryption(e, crypt, to_encrypt, first_encrypt);
 	if (patients && (cls & CC_SENSITIVE) && rule_on(e, RULE_SENSITIVE_TOPIC)) {
 		if (e->ca.exception_reason) {
 			v->exception_reason = xstrdup(e->ca.exception_reason);
@@ -269,7 +312,8 @@ static void rule_patients(struct eval *e)
 	    (visible >= 2 || ((cls & CC_CLINICAL) && patients >= 2))) {
 		struct rule_hit *h = add_hit(e, RULE_PATIENTS_VISIBLE);
 		for (size_t i = 0; i < v->nrcpts; i++)
-			if (v->rcpts[i].cls == RC_PATIENT && (visible >= 2 ? v->rcpts[i].visible : 1))
+			if (v->rcpts[i].cls == RC_PATIENT &&
+			    (visible >= 2 ? v->rcpts[i].visible : 1))
 				hit_rcpt(v, h, i);
 	}
 }
@@ -329,7 +373,8 @@ static void rule_orders(struct eval *e)
 	if (cls & CC_IMAGING_ORDER) {
 		if (rule_on(e, RULE_IMAGING_ORDER_RECIPIENT))
 			hit_matching(e, RULE_IMAGING_ORDER_RECIPIENT, pred_not_imaging);
-		if (rule_on(e, RULE_ORDER_SINGLE_RECIPIENT) && count_matching(e, pred_imaging) > 1) {
+		if (rule_on(e, RULE_ORDER_SINGLE_RECIPIENT) &&
+		    count_matching(e, pred_imaging) > 1) {
 			int already = 0;
 			for (size_t i = 0; i < e->v->nhits; i++)
 				already |= e->v->hits[i].rule == RULE_ORDER_SINGLE_RECIPIENT;
@@ -341,6 +386,29 @@ static void rule_orders(struct eval *e)
 		h = add_hit(e, RULE_LAB_ORDER);
 		(void)h;
 	}
+}
+
+/* Orders to a pharmacy or imaging service by e-mail, signed with the establishment's key. */
+static void rule_signature(struct eval *e)
+{
+	struct verdict *v = e->v;
+	int to_service = 0;
+
+	if (!rule_on(e, RULE_ORDER_SIGNATURE) || v->secure != SECURE_NONE ||
+	    !(e->ca.classes & (CC_MED_ORDER | CC_IMAGING_ORDER)))
+		return;
+	for (size_t i = 0; i < v->nrcpts; i++) {
+		if (v->rcpts[i].via_fax)
+			return; /* a fax is not a MIME signature's place */
+		to_service |= v->rcpts[i].cls == RC_PHARMACY || v->rcpts[i].cls == RC_IMAGING;
+	}
+	if (!to_service)
+		return;
+	struct rule_hit *h = add_hit(e, RULE_ORDER_SIGNATURE);
+	for (size_t i = 0; i < v->nrcpts; i++)
+		if (v->rcpts[i].cls == RC_PHARMACY || v->rcpts[i].cls == RC_IMAGING)
+			hit_rcpt(v, h, i);
+	v->sign = h->action == ACT_SIGN;
 }
 
 static void rule_subject(struct eval *e)
@@ -358,8 +426,8 @@ static void rule_oversize(struct eval *e, int oversize)
 {
 	if (!rule_on(e, RULE_OVERSIZE))
 		return;
-	if (!oversize && !(e->mc && (e->mc->flags & (MC_TOO_MANY_PARTS | MC_TOO_DEEP |
-	                                             MC_TEXT_TRUNCATED))))
+	if (!oversize &&
+	    !(e->mc && (e->mc->flags & (MC_TOO_MANY_PARTS | MC_TOO_DEEP | MC_TEXT_TRUNCATED))))
 		return;
 	hit_matching(e, RULE_OVERSIZE, pred_outside);
 }
@@ -417,7 +485,8 @@ static char *missing_list(unsigned mask, int fr)
 	sb_init(&sb);
 	for (int f = 0; f < OF_COUNT; f++)
 		if (mask & (1u << f))
-			sb_printf(&sb, "%s%s", sb.len ? "; " : "", fr ? order_field_fr(f) : order_field_en(f));
+			sb_printf(&sb, "%s%s", sb.len ? "; " : "",
+			          fr ? order_field_fr(f) : order_field_en(f));
 	return sb_steal(&sb);
 }
 
@@ -451,11 +520,16 @@ static char *expand(const struct eval *e, const struct rule_hit *h, const char *
 	rcpts = h ? rcpt_list(e->v, h) : xstrdup("");
 	missing = missing_list(e->ca.missing_fields, fr);
 	topics = topics_list(e);
-	const char *names[] = {"ref", "recipients", "missing", "fax_address", "fax_domain",
-	                       "archives", "establishment", "topics"};
-	const char *values[] = {e->v->ref, rcpts, missing, fax_address,
+	const char *names[] = {"ref",        "recipients", "missing",       "fax_address",
+	                       "fax_domain", "archives",   "establishment", "topics"};
+	const char *values[] = {e->v->ref,
+	                        rcpts,
+	                        missing,
+	                        fax_address,
 	                        e->cfg->fax_domain ? e->cfg->fax_domain : "",
-	                        e->archives ? e->archives : "", e->cfg->establishment, topics};
+	                        e->archives ? e->archives : "",
+	                        e->cfg->establishment,
+	                        topics};
 	out = bounce_expand(tmpl, names, values, sizeof(names) / sizeof(names[0]));
 	free(rcpts);
 	free(missing);
@@ -468,7 +542,7 @@ static void build_texts(struct eval *e)
 	char key[64];
 	for (size_t i = 0; i < e->v->nhits; i++) {
 		struct rule_hit *h = &e->v->hits[i];
-		const char *r = rule_name(h->rule);
+		const char *r = h->variant ? h->variant : rule_name(h->rule);
 		snprintf(key, sizeof(key), "%s.fr", r);
 		h->detail_fr = expand(e, h, key, 1);
 		snprintf(key, sizeof(key), "%s.en", r);
@@ -499,9 +573,12 @@ static void build_reply(struct eval *e, enum rule_action level)
 			struct strbuf sb;
 			sb_init(&sb);
 			sb_printf(&sb, "[%s] %s %s %s", rule_name(h->rule),
-			          (lang ? h->detail_en : h->detail_fr) ? (lang ? h->detail_en : h->detail_fr) : "",
+			          (lang ? h->detail_en : h->detail_fr)
+			              ? (lang ? h->detail_en : h->detail_fr)
+			              : "",
 			          lang ? "Fix:" : "Correctif :",
-			          (lang ? h->fix_en : h->fix_fr) ? (lang ? h->fix_en : h->fix_fr) : "");
+			          (lang ? h->fix_en : h->fix_fr) ? (lang ? h->fix_en : h->fix_fr)
+			                                         : "");
 			reply_line(v, sb.data);
 			sb_free(&sb);
 			if (h->rule != RULE_OVERSIZE)
@@ -525,13 +602,20 @@ static void build_headers(struct eval *e)
 
 	if (!e->cfg->add_headers)
 		return;
+	/* Encrypted mail: nothing about its content on the outside. */
+	if (v->secure != SECURE_NONE) {
+		char buf[96];
+		snprintf(buf, sizeof(buf), "encrypted; ref=%s", v->ref);
+		add_header(v, "X-Clinimail-Verdict", buf);
+		return;
+	}
 	/* Non-clinical mail that broke no rule passes untouched. */
 	if (!(e->ca.classes & CC_CLINICAL) && v->nhits == 0 && !v->oversize)
 		return;
 	content_class_names(e->ca.classes, classes, sizeof(classes));
 	sb_init(&sb);
-	sb_printf(&sb, "%s; ref=%s; content=%s", v->oversize ? "unscanned" : verdict_action_name(v->action),
-	          v->ref, classes);
+	sb_printf(&sb, "%s; ref=%s; content=%s",
+	          v->oversize ? "unscanned" : verdict_action_name(v->action), v->ref, classes);
 	if (v->nhits) {
 		sb_puts(&sb, "; rules=");
 		for (size_t i = 0; i < v->nhits; i++)
@@ -542,7 +626,8 @@ static void build_headers(struct eval *e)
 	for (size_t i = 0; i < v->nhits; i++) {
 		if (v->hits[i].action == ACT_WARN)
 			add_header(v, "X-Clinimail-Warning", rule_name(v->hits[i].rule));
-		if (v->hits[i].rule == RULE_ARCHIVES_COPY && v->hits[i].action == ACT_ADD && e->archives)
+		if (v->hits[i].rule == RULE_ARCHIVES_COPY && v->hits[i].action == ACT_ADD &&
+		    e->archives)
 			add_header(v, "X-Clinimail-Archives", e->archives);
 	}
 	if (v->exception_reason) {
@@ -550,6 +635,67 @@ static void build_headers(struct eval *e)
 		snprintf(buf, sizeof(buf), "sensitive-topic; ref=%s", v->ref);
 		add_header(v, "X-Clinimail-Exception", buf);
 	}
+}
+
+/* Texts, reply and headers of a first decision, before deciding again. */
+static void reset_outputs(struct verdict *v)
+{
+	for (size_t i = 0; i < v->nhits; i++) {
+		free(v->hits[i].detail_fr);
+		free(v->hits[i].detail_en);
+		free(v->hits[i].fix_fr);
+		free(v->hits[i].fix_en);
+		v->hits[i].detail_fr = v->hits[i].detail_en = v->hits[i].fix_fr =
+		    v->hits[i].fix_en = NULL;
+	}
+	for (size_t i = 0; i < v->nreply; i++)
+		free(v->reply[i]);
+	v->nreply = 0;
+	for (size_t i = 0; i < v->nheaders; i++) {
+		free(v->headers[i].name);
+		free(v->headers[i].value);
+	}
+	v->nheaders = 0;
+	v->rcode[0] = v->xcode[0] = '\0';
+}
+
+/*
+ * Encrypt or sign the accepted message (secure_mail.h): the edit goes in the
+ * verdict for the milter.  A permanent failure turns the patient-encryption
+ * hit into a refusal (the caller decides again); a transient one is
+ * returned for a tempfail.
+ */
+static int prepare_edit(struct eval *e, const char *msg, size_t msg_len)
+{
+	struct verdict *v = e->v;
+	char err[512];
+	int rc;
+
+	v->edit = xcalloc(1, sizeof(*v->edit));
+	if (v->secure != SECURE_NONE)
+		rc = secure_mail_encrypt(e->cfg, v, msg, msg_len, e->sender, v->edit, err,
+		                         sizeof(err));
+	else
+		rc = secure_mail_sign(e->cfg, msg, msg_len, v->edit, err, sizeof(err));
+	if (rc == SECURE_OK)
+		return rc;
+	free(v->edit);
+	v->edit = NULL;
+	if (rc == SECURE_PERM && v->secure != SECURE_NONE) {
+		msg_warn("%s: encryption for the patient failed: %s", v->ref, err);
+		for (size_t i = 0; i < v->nhits; i++)
+			if (v->hits[i].rule == RULE_PATIENT_ENCRYPTION) {
+				v->hits[i].action = ACT_REJECT;
+				v->hits[i].variant = "patient-encryption.failed";
+			}
+		v->secure = SECURE_NONE;
+		return SECURE_PERM;
+	}
+	msg_error("%s: %s failed: %s", v->ref,
+	          v->secure != SECURE_NONE ? "encryption" : "signature", err);
+	free(v->error);
+	v->error = xstrdup(err);
+	return SECURE_TEMP;
 }
 
 static void tempfail(struct eval *e, const char *why)
@@ -587,8 +733,8 @@ static void classify_rcpts(struct eval *e)
 			str_lower(a);
 		}
 		r->addr = a;
-		r->cls = recipient_class(e->cfg, a, &r->via_fax, r->fax_number, sizeof(r->fax_number),
-		                         &r->org_name);
+		r->cls = recipient_class(e->cfg, a, &r->via_fax, r->fax_number,
+		                         sizeof(r->fax_number), &r->org_name);
 		v->nrcpts++;
 	}
 }
@@ -652,26 +798,53 @@ void policy_eval(const struct cm_config *cfg, const struct envelope *env, const 
 	}
 	rule_orders(&e);
 	rule_patients(&e);
+	if (v->action == VERDICT_TEMPFAIL) {
+		tempfail(&e, v->error);
+		goto out;
+	}
 	rule_archives(&e);
+	rule_signature(&e);
 	rule_subject(&e);
 	rule_oversize(&e, 0);
 
 decide:
-	for (size_t i = 0; i < v->nhits; i++)
-		if (v->hits[i].action == ACT_REJECT || (v->hits[i].action == ACT_HOLD && level != ACT_REJECT))
-			level = v->hits[i].action;
-	v->action = level == ACT_REJECT ? VERDICT_REJECT : level == ACT_HOLD ? VERDICT_HOLD : VERDICT_ACCEPT;
-	if (v->action == VERDICT_REJECT) {
-		/* A refused message gets nothing added. */
-		for (size_t i = 0; i < v->nadded; i++)
-			free(v->added_rcpts[i]);
-		v->nadded = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		level = ACT_OFF;
+		for (size_t i = 0; i < v->nhits; i++)
+			if (v->hits[i].action == ACT_REJECT ||
+			    (v->hits[i].action == ACT_HOLD && level != ACT_REJECT))
+				level = v->hits[i].action;
+		v->action = level == ACT_REJECT ? VERDICT_REJECT
+		            : level == ACT_HOLD ? VERDICT_HOLD
+		                                : VERDICT_ACCEPT;
+		if (v->action != VERDICT_ACCEPT && v->action != VERDICT_HOLD) {
+			v->secure =
+			    SECURE_NONE; /* nothing is encrypted or signed for a refused message */
+			v->sign = 0;
+		}
+		if (v->action == VERDICT_REJECT) {
+			/* A refused message gets nothing added. */
+			for (size_t i = 0; i < v->nadded; i++)
+				free(v->added_rcpts[i]);
+			v->nadded = 0;
+		}
+		build_texts(&e);
+		if (level != ACT_OFF)
+			build_reply(&e, level);
+		if (v->action != VERDICT_REJECT)
+			build_headers(&e);
+		if (v->secure == SECURE_NONE && !v->sign)
+			break;
+		int rc = prepare_edit(&e, msg, msg_len);
+		if (rc == SECURE_OK)
+			break;
+		if (rc == SECURE_TEMP) {
+			tempfail(&e, v->error ? v->error : "encryption failed");
+			break;
+		}
+		/* the message cannot leave protected: refuse it, saying why */
+		reset_outputs(v);
 	}
-	build_texts(&e);
-	if (level != ACT_OFF)
-		build_reply(&e, level);
-	if (v->action != VERDICT_REJECT)
-		build_headers(&e);
 out:
 	content_analysis_free(&e.ca);
 	msg_content_free(e.mc);

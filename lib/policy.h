@@ -19,6 +19,7 @@
 
 struct cm_config;
 struct pdf_cache;
+struct msg_edit;
 
 enum rcpt_class {
 	RC_INTERNAL = 0, /* establishment and RSSS domains */
@@ -75,6 +76,7 @@ struct rcpt_info {
 struct rule_hit {
 	enum rule_id rule;
 	enum rule_action action;
+	const char *variant; /* bounce-text key prefix when not the rule's name (a case of it) */
 	char *detail_fr;  /* what was found / what is missing, no clinical text */
 	char *detail_en;
 	char *fix_fr;     /* the concrete fix */
@@ -110,6 +112,13 @@ struct verdict {
 	char *message_id;             /* Message-ID without <>, or NULL (for the audit trail) */
 	int have_body_hash;           /* body_sha256 is set */
 	unsigned char body_sha256[32];/* SHA-256 of the raw body (for the audit trail) */
+	/* what the milter must do to the message once accepted (lib/secure_mail.h) */
+	int secure;             /* enum secure_method: encrypt for a patient */
+	size_t secure_rcpt;     /* that patient, index into rcpts */
+	int sign;               /* S/MIME-sign (order-signature) */
+	struct msg_edit *edit;  /* the encrypted / signed message, NULL when unchanged */
+	char applied[64];       /* what the milter changed, comma-separated ("encrypted-pdf",
+	                           "signed", "fax-approved"), for the audit trail */
 	char *error;     /* internal error text, for TEMPFAIL */
 	char *explain;   /* matched terms and findings, when envelope.explain was set */
 };

@@ -22,6 +22,7 @@ enum rule_id {
 	RULE_SENDER_AUTHENTICITY,     /* 12 */
 	RULE_SUBJECT,                 /* 13 */
 	RULE_OVERSIZE,                /* not in RULES.md: content too large to inspect */
+	RULE_ORDER_SIGNATURE,         /* seed 004: orders S/MIME-signed for authenticity */
 	RULE_COUNT
 };
 
@@ -31,14 +32,18 @@ enum rule_action {
 	ACT_ADD,     /* archives-copy only: add the missing recipient */
 	ACT_HOLD,    /* quarantined in the MTA's hold queue for review */
 	ACT_REJECT,  /* 5xx with an explanation */
+	ACT_ENCRYPT, /* patient-encryption only: encrypt (S/MIME or password PDF) and deliver */
+	ACT_SIGN,    /* order-signature only: S/MIME-sign with the establishment's key */
+	ACT_COUNT
 };
 
 const char *rule_name(enum rule_id r);              /* "webmail", … */
 int rule_from_name(const char *name);               /* -1 if unknown */
-const char *rule_action_name(enum rule_action a);   /* "off", "warn", "add", "hold", "reject" */
+const char *rule_action_name(enum rule_action a);   /* "off", "warn", "add", "hold", "reject",
+                                                       "encrypt", "sign" */
 int rule_action_from_name(const char *name);        /* -1 if unknown */
 enum rule_action rule_default_action(enum rule_id r);
-/* Whether an action is allowed for a rule (add is for archives-copy only). */
+/* Whether an action is allowed for a rule (add, encrypt and sign belong to one rule each). */
 int rule_action_allowed(enum rule_id r, enum rule_action a);
 
 #endif

@@ -6,6 +6,7 @@
 #include "autoconfig.h"
 
 #include "policy.h"
+#include "secure_mail.h"
 #include "util.h"
 
 #include <openssl/rand.h>
@@ -16,8 +17,10 @@
 #include <time.h>
 
 static const char *const action_names[] = {
-	[VERDICT_ACCEPT] = "accept", [VERDICT_REJECT] = "reject",
-	[VERDICT_HOLD] = "hold",     [VERDICT_TEMPFAIL] = "tempfail",
+    [VERDICT_ACCEPT] = "accept",
+    [VERDICT_REJECT] = "reject",
+    [VERDICT_HOLD] = "hold",
+    [VERDICT_TEMPFAIL] = "tempfail",
 };
 
 const char *verdict_action_name(enum verdict_action a)
@@ -31,9 +34,9 @@ void content_class_names(unsigned mask, char *buf, size_t len)
 		unsigned bit;
 		const char *name;
 	} names[] = {
-		{CC_CLINICAL, "clinical"},   {CC_MED_ORDER, "med-order"},
-		{CC_IMAGING_ORDER, "imaging-order"}, {CC_LAB_ORDER, "lab-order"},
-		{CC_DOCUMENT, "document"},   {CC_SENSITIVE, "sensitive"},
+	    {CC_CLINICAL, "clinical"},           {CC_MED_ORDER, "med-order"},
+	    {CC_IMAGING_ORDER, "imaging-order"}, {CC_LAB_ORDER, "lab-order"},
+	    {CC_DOCUMENT, "document"},           {CC_SENSITIVE, "sensitive"},
 	};
 	size_t off = 0;
 
@@ -64,7 +67,8 @@ void policy_new_ref(char *buf, size_t len)
 
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
 		/* Not secret, only unique: fall back on time and address entropy. */
-		unsigned long x = (unsigned long)now ^ (unsigned long)(uintptr_t)buf ^ (unsigned long)clock();
+		unsigned long x =
+		    (unsigned long)now ^ (unsigned long)(uintptr_t)buf ^ (unsigned long)clock();
 		for (size_t i = 0; i < sizeof(rnd); i++, x = x * 6364136223846793005UL + 1)
 			rnd[i] = (unsigned char)(x >> 33);
 	}
@@ -73,7 +77,8 @@ void policy_new_ref(char *buf, size_t len)
 	tail[8] = '\0';
 	if (gmtime_r(&now, &tm) == NULL)
 		memset(&tm, 0, sizeof(tm));
-	snprintf(buf, len, "CM-%04d%02d%02d-%s", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tail);
+	snprintf(buf, len, "CM-%04d%02d%02d-%s", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+	         tail);
 }
 
 void verdict_free(struct verdict *v)
@@ -104,6 +109,10 @@ void verdict_free(struct verdict *v)
 	free(v->message_id);
 	free(v->explain);
 	free(v->error);
+	if (v->edit) {
+		msg_edit_free(v->edit);
+		free(v->edit);
+	}
 	memset(v, 0, sizeof(*v));
 }
 
@@ -114,7 +123,8 @@ void verdict_log_line(const struct verdict *v, const struct envelope *env, char 
 
 	content_class_names(v->content, classes, sizeof(classes));
 	sb_init(&sb);
-	sb_printf(&sb, "ref=%s action=%s content=%s", v->ref, verdict_action_name(v->action), classes);
+	sb_printf(&sb, "ref=%s action=%s content=%s", v->ref, verdict_action_name(v->action),
+	          classes);
 	sb_puts(&sb, " rules=");
 	if (v->nhits == 0)
 		sb_puts(&sb, "-");
@@ -124,7 +134,8 @@ void verdict_log_line(const struct verdict *v, const struct envelope *env, char 
 	sb_printf(&sb, " auth=%s", env->auth_login && *env->auth_login ? env->auth_login : "-");
 	sb_puts(&sb, " rcpts=");
 	for (size_t i = 0; i < v->nrcpts; i++)
-		sb_printf(&sb, "%s%s:%s", i ? "," : "", v->rcpts[i].addr, rcpt_class_name(v->rcpts[i].cls));
+		sb_printf(&sb, "%s%s:%s", i ? "," : "", v->rcpts[i].addr,
+		          rcpt_class_name(v->rcpts[i].cls));
 	for (size_t i = 0; i < v->nadded; i++)
 		sb_printf(&sb, "%s%s", i ? "," : " added=", v->added_rcpts[i]);
 	if (v->exception_reason)
@@ -171,8 +182,8 @@ static void json_str(struct strbuf *sb, const char *s)
 static void reply_text(struct strbuf *sb, const struct verdict *v)
 {
 	for (size_t i = 0; i < v->nreply; i++)
-		sb_printf(sb, "%s%s%c%s %s", i ? "\n" : "", v->rcode,
-		          i + 1 < v->nreply ? '-' : ' ', v->xcode, v->reply[i]);
+		sb_printf(sb, "%s%s%c%s %s", i ? "\n" : "", v->rcode, i + 1 < v->nreply ? '-' : ' ',
+		          v->xcode, v->reply[i]);
 }
 
 char *verdict_reply_text(const struct verdict *v)
@@ -249,6 +260,13 @@ char *verdict_to_json(const struct verdict *v)
 		json_str(&sb, "sensitive-topic");
 	else
 		sb_puts(&sb, "null");
+	sb_puts(&sb, ",\"encryption\":");
+	if (v->secure != SECURE_NONE)
+		json_str(&sb, secure_method_name(v->secure));
+	else
+		sb_puts(&sb, "null");
+	sb_puts(&sb, ",\"changes\":");
+	json_str(&sb, v->edit && v->edit->change ? v->edit->change : "");
 	sb_puts(&sb, "}");
 	return sb_steal(&sb);
 }

@@ -24,6 +24,7 @@
 #include "audit.h"
 #include "config.h"
 #include "policy.h"
+#include "secure_mail.h"
 #include "util.h"
 
 struct msg_state {
@@ -402,6 +403,64 @@ static int add_changes(SMFICTX *ctx, const struct conn_state *c, const struct ve
 	return 0;
 }
 
+/*
+ * The encrypted or signed message (secure_mail.h): header edits, the new
+ * body, then the password notice to the clinician.  Any failure tempfails:
+ * the message never leaves half-changed or in clear.
+ */
+static int apply_edit(SMFICTX *ctx, const struct conn_state *c, struct verdict *v, const char *qid)
+{
+	const struct msg_edit *e = v->edit;
+	char err[512];
+
+	if (e == NULL)
+		return 0;
+	for (size_t i = 0; i < e->nhdrs; i++) {
+		const struct header_edit *h = &e->hdrs[i];
+		const char *value = h->value;
+		char *spaced = NULL;
+		int rc;
+
+		if (!header_is_safe(h->name, value != NULL ? value : "")) {
+			msg_error("%s: unsafe header edit", qid);
+			return -1;
+		}
+		if (value != NULL && (c->pflags & SMFIP_HDR_LEADSPC) != 0) {
+			spaced = xmalloc(strlen(value) + 2);
+			spaced[0] = ' ';
+			strcpy(spaced + 1, value);
+		}
+		if (h->index == 0)
+			rc = smfi_addheader(ctx, h->name, spaced != NULL ? spaced : (char *)value);
+		else
+			rc = smfi_chgheader(ctx, h->name, h->index,
+			                    spaced != NULL ? spaced : (char *)value);
+		free(spaced);
+		if (rc != MI_SUCCESS) {
+			msg_error("%s: changing header %s failed", qid, h->name);
+			return -1;
+		}
+	}
+	for (size_t off = 0; off < e->body_len;) {
+		size_t n = e->body_len - off > 65536 ? 65536 : e->body_len - off;
+		if (smfi_replacebody(ctx, (unsigned char *)e->body + off, (int)n) != MI_SUCCESS) {
+			msg_error("%s: smfi_replacebody failed (does the MTA allow body changes?)",
+			          qid);
+			return -1;
+		}
+		off += n;
+	}
+	if (e->notice != NULL && secure_send_notice(c->msg.cfg, e->notice_rcpt, e->notice_cc,
+	                                            e->notice, 30, err, sizeof(err)) != 0) {
+		msg_error("%s: password notice to the sender not sent: %s", qid, err);
+		return -1;
+	}
+	snprintf(v->applied, sizeof(v->applied), "%s", e->change ? e->change : "changed");
+	msg_info("%s: ref=%s %s%s", qid, v->ref, e->change ? e->change : "changed",
+	         e->notice != NULL ? ", password notice sent to the sender" : "");
+	return 0;
+}
+
 static int hold(SMFICTX *ctx, const struct verdict *v, const char *qid)
 {
 	struct strbuf sb;
@@ -425,11 +484,12 @@ static sfsistat apply(SMFICTX *ctx, const struct conn_state *c, struct verdict *
 {
 	switch (v->action) {
 	case VERDICT_ACCEPT:
-		if (add_changes(ctx, c, v, qid) != 0)
+		if (add_changes(ctx, c, v, qid) != 0 || apply_edit(ctx, c, v, qid) != 0)
 			break;
 		return SMFIS_CONTINUE;
 	case VERDICT_HOLD:
-		if (add_changes(ctx, c, v, qid) != 0 || hold(ctx, v, qid) != 0)
+		if (add_changes(ctx, c, v, qid) != 0 || apply_edit(ctx, c, v, qid) != 0 ||
+		    hold(ctx, v, qid) != 0)
 			break;
 		return SMFIS_CONTINUE;
 	case VERDICT_REJECT: {

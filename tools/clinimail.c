@@ -9,6 +9,7 @@
 #include "config.h"
 #include "mime_text.h"
 #include "policy.h"
+#include "secure_mail.h"
 #include "util.h"
 #include "audit_cmd.h"
 
@@ -29,9 +30,12 @@ static void usage(FILE *fp)
 {
 	fprintf(fp,
 	        "usage: clinimail check [-c CONF] --from ADDR [--auth LOGIN] [--client-ip IP]\n"
-	        "                       [--helo NAME] --rcpt ADDR [--rcpt ADDR ...] [--json] [--explain]\n"
+	        "                       [--helo NAME] --rcpt ADDR [--rcpt ADDR ...] [--json] "
+	        "[--explain]\n"
+	        "                       [--output FILE] [--notice FILE]\n"
 	        "                       [FILE|-]\n"
-	        "       clinimail audit list|show|stats|export|report|verify|purge ... (see clinimail(1))\n"
+	        "       clinimail audit list|show|stats|export|report|verify|purge ... (see "
+	        "clinimail(1))\n"
 	        "       clinimail version\n"
 	        "Runs the clinimail policy on one message as the milter would.\n"
 	        "Exit status: 0 accept, 1 reject, 2 hold, 3 tempfail or error.\n"
@@ -85,6 +89,14 @@ static void print_text(const struct verdict *v)
 		printf("added recipient: %s\n", v->added_rcpts[i]);
 	for (size_t i = 0; i < v->nheaders; i++)
 		printf("added header: %s: %s\n", v->headers[i].name, v->headers[i].value);
+	if (v->edit != NULL) {
+		printf("changed: %s%s%s\n", v->edit->change ? v->edit->change : "changed",
+		       v->secure ? " " : "", v->secure ? secure_method_name(v->secure) : "");
+		if (v->edit->notice_rcpt)
+			printf("password notice: to %s%s%s (sent by the milter; see --notice)\n",
+			       v->edit->notice_rcpt, v->edit->notice_cc ? ", copy to " : "",
+			       v->edit->notice_cc ? v->edit->notice_cc : "");
+	}
 	if (v->error)
 		printf("error: %s\n", v->error);
 	reply = verdict_reply_text(v);
@@ -93,16 +105,56 @@ static void print_text(const struct verdict *v)
 	free(reply);
 }
 
+static int write_file(const char *path, const char *data, size_t len)
+{
+	FILE *fp = fopen(path, "wb");
+	if (fp == NULL || fwrite(data, 1, len, fp) != len || fclose(fp) != 0) {
+		fprintf(stderr, "clinimail: %s: %s\n", path, strerror(errno));
+		if (fp != NULL)
+			fclose(fp);
+		return -1;
+	}
+	return 0;
+}
+
+/* The message as the milter would have it delivered: edit applied, headers added. */
+static int write_delivered(const char *path, const char *msg, size_t len, const struct verdict *v)
+{
+	struct msg_edit add;
+	struct strbuf sb;
+	int rc;
+
+	memset(&add, 0, sizeof(add));
+	sb_init(&sb);
+	msg_edit_apply(msg, len, v->edit, &sb);
+	add.hdrs = xcalloc(v->nheaders ? v->nheaders : 1, sizeof(*add.hdrs));
+	for (size_t i = 0; i < v->nheaders; i++) {
+		add.hdrs[i].name = xstrdup(v->headers[i].name);
+		add.hdrs[i].value = xstrdup(v->headers[i].value);
+	}
+	add.nhdrs = v->nheaders;
+	struct strbuf out;
+	sb_init(&out);
+	msg_edit_apply(sb.data ? sb.data : "", sb.len, &add, &out);
+	rc = write_file(path, out.data ? out.data : "", out.len);
+	msg_edit_free(&add);
+	sb_free(&sb);
+	sb_free(&out);
+	return rc;
+}
+
 static int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'}, {"from", required_argument, NULL, 'f'},
-		{"auth", required_argument, NULL, 'a'},   {"client-ip", required_argument, NULL, 'i'},
-		{"helo", required_argument, NULL, 'H'},   {"rcpt", required_argument, NULL, 'r'},
-		{"json", no_argument, NULL, 'j'},         {"explain", no_argument, NULL, 'x'},         {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'}, {"from", required_argument, NULL, 'f'},
+	    {"auth", required_argument, NULL, 'a'},   {"client-ip", required_argument, NULL, 'i'},
+	    {"helo", required_argument, NULL, 'H'},   {"rcpt", required_argument, NULL, 'r'},
+	    {"json", no_argument, NULL, 'j'},         {"explain", no_argument, NULL, 'x'},
+	    {"output", required_argument, NULL, 'o'}, {"notice", required_argument, NULL, 'N'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	const char *conf = DEFAULT_CONF, *from = NULL, *auth = NULL, *ip = NULL, *helo = NULL;
+	const char *output = NULL, *notice = NULL;
 	char **rcpts = NULL;
 	size_t nrcpts = 0, len = 0;
 	int json = 0, explain = 0, c, rc = EXIT_TOOL_ERROR;
@@ -111,7 +163,7 @@ static int cmd_check(int argc, char **argv)
 	FILE *fp;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:f:a:i:H:r:jxh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:f:a:i:H:r:jxo:N:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			conf = optarg;
@@ -137,6 +189,12 @@ static int cmd_check(int argc, char **argv)
 			break;
 		case 'x':
 			explain = 1;
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case 'N':
+			notice = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -181,8 +239,14 @@ static int cmd_check(int argc, char **argv)
 		return EXIT_TOOL_ERROR;
 	}
 	struct envelope env = {
-		.queue_id = NULL, .client_ip = ip, .helo = helo, .auth_login = auth,
-		.mail_from = from, .rcpts = rcpts, .nrcpts = nrcpts, .explain = explain,
+	    .queue_id = NULL,
+	    .client_ip = ip,
+	    .helo = helo,
+	    .auth_login = auth,
+	    .mail_from = from,
+	    .rcpts = rcpts,
+	    .nrcpts = nrcpts,
+	    .explain = explain,
 	};
 	struct verdict v;
 	int big = len > cfg->max_message_size;
@@ -196,6 +260,22 @@ static int cmd_check(int argc, char **argv)
 	}
 	if (explain && v.explain)
 		printf("explain:\n%s", v.explain);
+	if (output != NULL && !big && (v.action == VERDICT_ACCEPT || v.action == VERDICT_HOLD) &&
+	    write_delivered(output, msg, len, &v) != 0) {
+		verdict_free(&v);
+		config_unref(cfg);
+		free(msg);
+		free(rcpts);
+		return EXIT_TOOL_ERROR;
+	}
+	if (notice != NULL && v.edit != NULL && v.edit->notice != NULL &&
+	    write_file(notice, v.edit->notice, strlen(v.edit->notice)) != 0) {
+		verdict_free(&v);
+		config_unref(cfg);
+		free(msg);
+		free(rcpts);
+		return EXIT_TOOL_ERROR;
+	}
 	switch (v.action) {
 	case VERDICT_ACCEPT:
 		rc = 0;
@@ -231,7 +311,8 @@ int main(int argc, char **argv)
 		printf("clinimail %s\n", PACKAGE_VERSION);
 		return 0;
 	}
-	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
 		usage(stdout);
 		return 0;
 	}

@@ -222,6 +222,11 @@ while IFS= read -r line || [ -n "$line" ]; do
 						'[.headers[]? | select((.name // "" | ascii_downcase) == ($h | ascii_downcase))] | length > 0' \
 						"$j" >/dev/null || fail "no header $want added"
 					;;
+				encrypted:*)
+					want=${c#encrypted:}
+					got=$(jq -r '.encryption // "none"' "$j")
+					[ "$got" = "$want" ] || fail "encryption $got, expected $want"
+					;;
 				class:*)
 					kv=${c#class:}
 					addr=${kv%%=*}

@@ -345,12 +345,12 @@ int main(void)
 	expect("clinical mail outside the consent scope", "jtremblay", "To: jean.roy@gmail.com\r\nSubject: suivi\r\n", CLINICAL_NOTE, "jean.roy@gmail.com", NULL, NULL, VERDICT_REJECT, RULE_PATIENT_CONSENT, 1);
 	expect("non-clinical mail to a consenting patient", "jtremblay", "To: marie.lapointe@videotron.ca\r\nSubject: fermeture\r\n", CLOSURE_NOTICE, "marie.lapointe@videotron.ca", NULL, NULL, VERDICT_ACCEPT, RULE_PATIENT_CONSENT, 0);
 	expect("family address with third-party consent", "jtremblay", "To: anne.morin@famille.example\r\nSubject: fermeture\r\n", CLOSURE_NOTICE, "anne.morin@famille.example", NULL, NULL, VERDICT_ACCEPT, RULE_PATIENT_CONSENT, 0);
-	expect("clinical mail to a consenting patient", "jtremblay", "To: marie.lapointe@videotron.ca\r\nSubject: suivi\r\n", CLINICAL_NOTE, "marie.lapointe@videotron.ca", NULL, NULL, VERDICT_REJECT, RULE_PATIENT_ENCRYPTION, 1);
+	expect("clinical mail to a consenting patient", "jtremblay", "To: marie.lapointe@videotron.ca\r\nSubject: suivi\r\n", CLINICAL_NOTE, "marie.lapointe@videotron.ca", NULL, NULL, VERDICT_ACCEPT, RULE_PATIENT_ENCRYPTION, 1);
 	expect("non-clinical mail to a consenting patient needs no encryption", "jtremblay", "To: marie.lapointe@videotron.ca\r\nSubject: fermeture\r\n", CLOSURE_NOTICE, "marie.lapointe@videotron.ca", NULL, NULL, VERDICT_ACCEPT, RULE_PATIENT_ENCRYPTION, 0);
 	/* 8 lab-order */
 	expect("lab order without the prescriber's phone", "jtremblay", "To: jean.roy@gmail.com\r\nSubject: laboratoire\r\n", LAB_ORDER_NO_PHONE, "jean.roy@gmail.com", NULL, NULL, VERDICT_REJECT, RULE_LAB_ORDER, 1);
-	expect("lab order with the prescriber's phone", "jtremblay", "To: jean.roy@gmail.com\r\nSubject: laboratoire\r\n", LAB_ORDER_PHONE, "jean.roy@gmail.com", NULL, NULL, VERDICT_REJECT, RULE_LAB_ORDER, 0);
-	expect("lab order to a consenting patient (scope lab-order): consent ok", "jtremblay", "To: jean.roy@gmail.com\r\nSubject: laboratoire\r\n", LAB_ORDER_PHONE, "jean.roy@gmail.com", NULL, NULL, VERDICT_REJECT, RULE_PATIENT_CONSENT, 0);
+	expect("lab order with the prescriber's phone", "jtremblay", "To: jean.roy@gmail.com\r\nSubject: laboratoire\r\n", LAB_ORDER_PHONE, "jean.roy@gmail.com", NULL, NULL, VERDICT_ACCEPT, RULE_LAB_ORDER, 0);
+	expect("lab order to a consenting patient (scope lab-order): consent ok", "jtremblay", "To: jean.roy@gmail.com\r\nSubject: laboratoire\r\n", LAB_ORDER_PHONE, "jean.roy@gmail.com", NULL, NULL, VERDICT_ACCEPT, RULE_PATIENT_CONSENT, 0);
 	/* 9 archives-copy */
 	test_archives();
 	/* 10 sensitive-topic */
