@@ -151,7 +151,19 @@ done
 sed -e 's/^Syslog .*/Syslog no/' -e 's/^Background .*/Background no/' \
 	"$srcdir/policies/clinimail.conf" >"$POLICY/clinimail.conf" || exit 1
 CONF=$POLICY/clinimail.conf
-SOCK=$DEMO_DIR/clinimail.sock
+# The milter listens on loopback TCP and stays root in the demo: the password
+# notices of encrypted mail go through the private Postfix's sendmail(1), and
+# Postfix takes -C (another configuration) from root only.  In production the
+# milter runs as its own user (UserID) with the system's /usr/sbin/sendmail.
+MPORT=$(pfenv_free_port) || die "no free port"
+SOCK=inet:$MPORT@127.0.0.1
+cat >"$DEMO_DIR/sendmail" <<EOF
+#!/bin/sh
+exec /usr/sbin/sendmail -C "$PFENV_CONF" "\$@"
+EOF
+chmod 0755 "$DEMO_DIR/sendmail" || exit 1
+sed -i "s|^Sendmail[[:space:]].*|Sendmail $DEMO_DIR/sendmail|" "$CONF" || exit 1
+echo "NotifyFrom clinimail@hopital.example" >>"$CONF" || exit 1
 # The audit trail (every decision, no clinical content) in the demo folder.
 AUDIT=
 if grep -q '^#* *AuditStore[[:space:]]' "$CONF"; then
@@ -168,8 +180,8 @@ setsid "$SMTP_SINK" -u nobody -d "$PFENV_SINK_DIR/%Y%m%d%H%M%S." "127.0.0.1:$PFE
 PFENV_SINK_PID=$!
 pfenv_wait_listen "$PFENV_SINK_PORT" 10 || die "smtp-sink does not start (see $PFENV_LOG/sink.out)"
 
-pfenv_postfix_setup "unix:$SOCK" || die "cannot write the Postfix configuration"
-pfenv_milter_start "unix:$SOCK" setsid "$MILTER" -f -c "$CONF" -u postfix -p "unix:$SOCK" ||
+pfenv_postfix_setup "inet:127.0.0.1:$MPORT" || die "cannot write the Postfix configuration"
+pfenv_milter_start "$SOCK" setsid "$MILTER" -f -c "$CONF" -p "$SOCK" ||
 	die "clinimail-milter does not start (see $PFENV_LOG/milter.log)"
 pfenv_postfix_start || die "Postfix does not start (see $PFENV_LOG/postfix.out)"
 
@@ -266,6 +278,17 @@ while IFS='|' read -r file desc sender login rcpts; do
 			if [ -n "$hdrs" ]; then
 				say "      headers added:"
 				printf '%s\n' "$hdrs" | sed 's/^/        /'
+				case $hdrs in
+				*"encrypted; ref="*)
+					ref=$(printf '%s\n' "$hdrs" | sed -n 's/.*encrypted; ref=\(CM-[0-9A-Z-]*\).*/\1/p')
+					say "      encrypted: Subject now \"$(pfenv_header "$f" Subject)\","
+					say "      the text is in an AES-256 PDF; the original subject is inside"
+					if nf=$(sink_file "$ref.password@"); then
+						say "      password notice delivered to: $(pfenv_rcpts "$nf" | tr '\n' ' ')"
+						say "        ($nf)"
+					fi
+					;;
+				esac
 			else
 				# swaks ends the DATA with an empty line of its own: trailing
 				# empty lines are not compared.

@@ -25,31 +25,32 @@
 #define ANCHOR_SPAN 250
 
 static const char *const field_fr[OF_COUNT] = {
-	[OF_RCPT_NAME] = "nom du destinataire (pharmacie)",
-	[OF_RCPT_FAX] = "télécopieur du destinataire",
-	[OF_RCPT_PHONE] = "téléphone du destinataire",
-	[OF_SENDER_NAME] = "nom et prénom du prescripteur",
-	[OF_SENDER_LICENCE] = "numéro de permis ou de prescripteur",
-	[OF_SENDER_PHONE] = "téléphone où joindre le prescripteur",
-	[OF_PATIENT_NAME] = "nom et prénom de l'usager",
-	[OF_PATIENT_DOB] = "date de naissance de l'usager",
-	[OF_PATIENT_NAM_OR_ALT] = "NAM de l'usager (ou nom de la mère ou du père, adresse, téléphone)",
-	[OF_PATIENT_FILE_NO] = "numéro de dossier de l'usager",
-	[OF_TELECONSULT] = "mention TÉLÉCONSULTATION",
+    [OF_RCPT_NAME] = "nom du destinataire (pharmacie)",
+    [OF_RCPT_FAX] = "télécopieur du destinataire",
+    [OF_RCPT_PHONE] = "téléphone du destinataire",
+    [OF_SENDER_NAME] = "nom et prénom du prescripteur",
+    [OF_SENDER_LICENCE] = "numéro de permis ou de prescripteur",
+    [OF_SENDER_PHONE] = "téléphone où joindre le prescripteur",
+    [OF_PATIENT_NAME] = "nom et prénom de l'usager",
+    [OF_PATIENT_DOB] = "date de naissance de l'usager",
+    [OF_PATIENT_NAM_OR_ALT] = "NAM de l'usager (ou nom de la mère ou du père, adresse, téléphone)",
+    [OF_PATIENT_FILE_NO] = "numéro de dossier de l'usager",
+    [OF_TELECONSULT] = "mention TÉLÉCONSULTATION",
 };
 
 static const char *const field_en[OF_COUNT] = {
-	[OF_RCPT_NAME] = "recipient name (pharmacy)",
-	[OF_RCPT_FAX] = "recipient fax number",
-	[OF_RCPT_PHONE] = "recipient phone number",
-	[OF_SENDER_NAME] = "prescriber's last and first name",
-	[OF_SENDER_LICENCE] = "licence or prescriber number",
-	[OF_SENDER_PHONE] = "phone number where the prescriber can be reached",
-	[OF_PATIENT_NAME] = "patient's last and first name",
-	[OF_PATIENT_DOB] = "patient's date of birth",
-	[OF_PATIENT_NAM_OR_ALT] = "patient's health insurance number (NAM) (or mother's or father's name, address, phone)",
-	[OF_PATIENT_FILE_NO] = "patient's file number",
-	[OF_TELECONSULT] = "the mention TELECONSULTATION",
+    [OF_RCPT_NAME] = "recipient name (pharmacy)",
+    [OF_RCPT_FAX] = "recipient fax number",
+    [OF_RCPT_PHONE] = "recipient phone number",
+    [OF_SENDER_NAME] = "prescriber's last and first name",
+    [OF_SENDER_LICENCE] = "licence or prescriber number",
+    [OF_SENDER_PHONE] = "phone number where the prescriber can be reached",
+    [OF_PATIENT_NAME] = "patient's last and first name",
+    [OF_PATIENT_DOB] = "patient's date of birth",
+    [OF_PATIENT_NAM_OR_ALT] =
+        "patient's health insurance number (NAM) (or mother's or father's name, address, phone)",
+    [OF_PATIENT_FILE_NO] = "patient's file number",
+    [OF_TELECONSULT] = "the mention TELECONSULTATION",
 };
 
 const char *order_field_fr(enum order_field f)
@@ -243,7 +244,8 @@ static void order_fields(const struct cm_config *cfg, struct seg_scan *scans, si
                          const char *from_display, struct content_analysis *ca)
 {
 	unsigned have = 0;
-	char *display = from_display ? text_normalize(from_display, strlen(from_display), NULL) : NULL;
+	char *display =
+	    from_display ? text_normalize(from_display, strlen(from_display), NULL) : NULL;
 	int ah_form = 0;
 
 	(void)cfg;
@@ -328,7 +330,8 @@ static void order_fields(const struct cm_config *cfg, struct seg_scan *scans, si
 	free(display);
 }
 
-/* A fax number to suggest in the fix: a directory pharmacy named in the text, else a fax written there. */
+/* A fax number to suggest in the fix: a directory pharmacy named in the text, else a fax written
+ * there. */
 static void find_fax_hint(const struct cm_config *cfg, struct seg_scan *scans, size_t n,
                           struct content_analysis *ca)
 {
@@ -342,7 +345,8 @@ static void find_fax_hint(const struct cm_config *cfg, struct seg_scan *scans, s
 			const struct org_entry *org = dir_pharmacy_by_name(cfg->dirs, name);
 			free(name);
 			if (org && org->nfaxes) {
-				snprintf(ca->fax_hint, sizeof(ca->fax_hint), "%.15s", org->faxes[0]);
+				snprintf(ca->fax_hint, sizeof(ca->fax_hint), "%.15s",
+				         org->faxes[0]);
 				break;
 			}
 		}
@@ -350,7 +354,8 @@ static void find_fax_hint(const struct cm_config *cfg, struct seg_scan *scans, s
 	for (size_t i = 0; i < n && !ca->fax_hint[0]; i++)
 		for (size_t j = 0; j < scans[i].finds.n; j++)
 			if (scans[i].finds.v[j].kind == F_FAX) {
-				snprintf(ca->fax_hint, sizeof(ca->fax_hint), "%.15s", scans[i].finds.v[j].value);
+				snprintf(ca->fax_hint, sizeof(ca->fax_hint), "%.15s",
+				         scans[i].finds.v[j].value);
 				break;
 			}
 }
@@ -379,7 +384,7 @@ static char *subject_exception(const char *subject)
 
 /* For `clinimail check --explain`: the distinct terms and finding kinds, per segment origin. */
 static void explain_matches(const struct cm_config *cfg, const struct seg_scan *scans, size_t n,
-                           struct strbuf *sb)
+                            struct strbuf *sb)
 {
 	static const char *const origin[] = {"subject", "body", "attachment", "forwarded"};
 	for (size_t i = 0; i < n; i++) {
@@ -394,7 +399,8 @@ static void explain_matches(const struct cm_config *cfg, const struct seg_scan *
 			          lexicon_term(cfg->lex, h->lex, h->term));
 		}
 		for (size_t j = 0; j < s->finds.n; j++)
-			sb_printf(sb, "  finding %s%s at %zu\n", finding_kind_name(s->finds.v[j].kind),
+			sb_printf(sb, "  finding %s%s at %zu\n",
+			          finding_kind_name(s->finds.v[j].kind),
 			          (s->finds.v[j].flags & FF_CONFIDENT) ? " (confident)" : "",
 			          s->finds.v[j].start);
 	}
@@ -407,6 +413,7 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 	unsigned char *seen[LEX_COUNT] = {0};
 	int score = 0, rc = 0;
 	int posology = 0, drug = 0, order_word = 0, imaging = 0, lab = 0, document = 0;
+	int dispense = 0, licence = 0;
 	int context = 0, age = 0, patient_sig = 0, prescriber_sig = 0;
 	int nam = 0, dob = 0, file_no = 0, person = 0;
 
@@ -453,15 +460,23 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 			default:
 				break;
 			}
-			if ((h->lex == LEX_CLINICAL || h->lex == LEX_SENSITIVE || h->lex == LEX_DRUG ||
-			     h->lex == LEX_IMAGING || h->lex == LEX_LAB) &&
+			if ((h->lex == LEX_CLINICAL || h->lex == LEX_SENSITIVE ||
+			     h->lex == LEX_DRUG || h->lex == LEX_IMAGING || h->lex == LEX_LAB) &&
 			    h->term < lexicon_size(cfg->lex, h->lex) && !seen[h->lex][h->term]) {
 				seen[h->lex][h->term] = 1;
 				score++;
 			}
 		}
 		for (size_t j = 0; j < s->finds.n; j++) {
-			switch (s->finds.v[j].kind) {
+			const struct finding *fd = &s->finds.v[j];
+			if ((fd->kind == F_NAM || fd->kind == F_DOB || fd->kind == F_FILE_NO) &&
+			    fd->value[0] && out->nids < sizeof(out->ids) / sizeof(out->ids[0])) {
+				out->ids[out->nids].kind = fd->kind;
+				snprintf(out->ids[out->nids].value, sizeof(out->ids[0].value), "%s",
+				         fd->value);
+				out->nids++;
+			}
+			switch (fd->kind) {
 			case F_NAM:
 				nam++;
 				break;
@@ -473,6 +488,7 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 				break;
 			case F_POSOLOGY:
 				posology = 1;
+				dispense |= (fd->flags & FF_DISPENSE) != 0;
 				break;
 			case F_PERSON:
 			case F_PATIENT_NAME:
@@ -482,8 +498,11 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 			case F_AGE:
 				age = 1;
 				break;
-			case F_PRESCRIBER:
 			case F_LICENCE:
+				licence = 1;
+				prescriber_sig = 1;
+				break;
+			case F_PRESCRIBER:
 				prescriber_sig = 1;
 				break;
 			default:
@@ -505,7 +524,12 @@ int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,
 	out->identifiers = nam + ((dob || file_no) && (person || score >= 1) ? dob + file_no : 0);
 	out->clinical_score = score;
 
-	if (posology && (drug || order_word) && (order_word || patient_sig || prescriber_sig))
+	/* A dose in a letter ("poursuivez la metformine 500 mg deux fois par jour")
+	   is not an order: without an order word or a licence number, only a
+	   posology written the way prescriptions are (quantity, renewal, form
+	   count, duration, shorthand) next to a patient or prescriber makes one. */
+	if (posology && (drug || order_word) &&
+	    (order_word || licence || (dispense && (patient_sig || prescriber_sig))))
 		out->classes |= CC_MED_ORDER;
 	if (imaging && order_word && (patient_sig || prescriber_sig))
 		out->classes |= CC_IMAGING_ORDER;

@@ -18,9 +18,16 @@ struct msg_content;
 
 /* Mandatory elements of a medication order (rule order-fields). */
 enum order_field {
-	OF_RCPT_NAME = 0, OF_RCPT_FAX, OF_RCPT_PHONE,
-	OF_SENDER_NAME, OF_SENDER_LICENCE, OF_SENDER_PHONE,
-	OF_PATIENT_NAME, OF_PATIENT_DOB, OF_PATIENT_NAM_OR_ALT, OF_PATIENT_FILE_NO,
+	OF_RCPT_NAME = 0,
+	OF_RCPT_FAX,
+	OF_RCPT_PHONE,
+	OF_SENDER_NAME,
+	OF_SENDER_LICENCE,
+	OF_SENDER_PHONE,
+	OF_PATIENT_NAME,
+	OF_PATIENT_DOB,
+	OF_PATIENT_NAM_OR_ALT,
+	OF_PATIENT_FILE_NO,
 	OF_TELECONSULT, /* only when an AH-251 / AH-253 form is referenced */
 	OF_COUNT
 };
@@ -28,8 +35,8 @@ const char *order_field_fr(enum order_field f);
 const char *order_field_en(enum order_field f);
 
 struct content_analysis {
-	unsigned classes;         /* enum content_class */
-	int clinical_score;       /* vocabulary + identifiers score */
+	unsigned classes;   /* enum content_class */
+	int clinical_score; /* vocabulary + identifiers score */
 	int nam_count;
 	int identifiers;          /* NAM, DOB, file numbers found */
 	unsigned sensitive_cats;  /* bit per lexicon category index (1..31) */
@@ -37,9 +44,16 @@ struct content_analysis {
 	int lab_contact_missing;  /* lab order without a contact for critical values */
 	int has_image_attachment; /* photo / scan (rule order-attachments) */
 	int has_scanned_pdf;
-	char fax_hint[16];        /* a fax number written in the body (for the fix text) */
-	char *exception_reason;   /* "[EXCEPTION: …]" in the Subject, or NULL */
-	struct strbuf *explain;   /* when set by the caller: which terms and findings matched */
+	char fax_hint[16];      /* a fax number written in the body (for the fix text) */
+	char *exception_reason; /* "[EXCEPTION: …]" in the Subject, or NULL */
+	struct strbuf *explain; /* when set by the caller: which terms and findings matched */
+	/* NAM, date of birth and file numbers found (never logged): a patient's
+	   registered passphrase must not contain them (password.h) */
+	struct {
+		int kind; /* F_NAM, F_DOB or F_FILE_NO (detect.h) */
+		char value[32];
+	} ids[8];
+	size_t nids;
 };
 
 int content_analyse(const struct cm_config *cfg, const struct msg_content *mc,

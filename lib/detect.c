@@ -193,7 +193,8 @@ static const struct dp patterns[] = {
      "assurance-maladie",
      NULL, NULL},
     {LB_DOB, R_LABEL, CI, 0,
-     "ddn|d.d.n|d d.n|d.dn|d.n|dob|d.o.b|date de naissance|date de naiss|naissance|ne le|nee le|ne(e) le|"
+     "ddn|d.d.n|d d.n|d.dn|d.n|dob|d.o.b|date de naissance|date de naiss|naissance|ne le|nee "
+     "le|ne(e) le|"
      "nee en|ne en|date of birth|birth date|birthdate|born on|born",
      NULL, NULL},
 
@@ -1522,6 +1523,42 @@ static int po_next(struct scan *sc, size_t from, size_t limit, size_t *s, size_t
 	return 0;
 }
 
+/*
+ * Does a posology read as a prescription (the shorthand, a quantity, a
+ * duration) rather than as advice in a letter ("500 mg deux fois par jour")?
+ */
+static int po_dispense(const char *t, size_t n)
+{
+	static const char *const marks[] = {
+	    "po",       "die",      "id",       "bid",    "tid",     "qid",          "qhs",
+	    "hs",       "prn",      "qd",       "qod",    "qam",     "qpm",          "stat",
+	    "sc",       "im",       "iv",       "sl",     "qte",     "qty",          "mitte",
+	    "dispense", "quantite", "quantity", "refill", "refills", "renouvelable", NULL};
+	for (size_t i = 0; i < n;) {
+		size_t w = i;
+		while (w < n && is_word(t[w]))
+			w++;
+		if (w > i) {
+			for (size_t k = 0; marks[k]; k++)
+				if (strlen(marks[k]) == w - i &&
+				    strncasecmp(t + i, marks[k], w - i) == 0)
+					return 1;
+			/* q4h, x 10 jours, x10 j */
+			if ((t[i] == 'q' || t[i] == 'Q') && w - i <= 4 && w - i >= 2 &&
+			    is_digit(t[i + 1]))
+				return 1;
+		}
+		if (w < n && (t[w] == 'x' || t[w] == 'X') && w + 1 < n &&
+		    (is_digit(t[w + 1]) || (t[w + 1] == ' ' && w + 2 < n && is_digit(t[w + 2]))) &&
+		    (w == 0 || !is_word(t[w - 1])))
+			return 1;
+		i = w < n ? w + 1 : n;
+	}
+	/* "pendant 10 jours", "for 7 days" */
+	return memmem(t, n, "pendant ", 8) != NULL || memmem(t, n, "durant ", 7) != NULL ||
+	       memmem(t, n, "for ", 4) != NULL;
+}
+
 /* Returns the end of what was read, for the caller's bookkeeping. */
 static size_t on_posology(struct scan *sc, size_t at)
 {
@@ -1540,7 +1577,11 @@ static size_t on_posology(struct scan *sc, size_t at)
 	}
 	if (have[PO_G_RENEW] || ((have[PO_G_STRENGTH] || have[PO_G_FORM]) && have[PO_G_QUAL]) ||
 	    (have[PO_G_STRENGTH] && have[PO_G_FORM]))
-		add(&sc->f, F_POSOLOGY, 0, s0, e0, 0, NULL);
+		add(&sc->f, F_POSOLOGY,
+		    have[PO_G_RENEW] || have[PO_G_FORM] || po_dispense(sc->t + s0, e0 - s0)
+		        ? FF_DISPENSE
+		        : 0,
+		    s0, e0, 0, NULL);
 	return e0;
 }
 

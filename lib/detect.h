@@ -44,6 +44,10 @@ enum finding_flags {
 	FF_CONFIDENT = 1 << 0, /* NAM cross-checked with a nearby name or date of birth,
 	                          or found after a NAM/RAMQ label */
 	FF_LABELLED = 1 << 1,  /* found after an explicit label */
+	FF_DISPENSE = 1 << 2,  /* F_POSOLOGY written as a prescription is: a quantity, a renewal,
+	                          a form count ("30 co"), a duration ("x 10 jours") or the
+	                          pharmacists' shorthand (po, die, bid, prn…), not only words
+	                          of advice ("deux fois par jour") */
 };
 
 struct finding {

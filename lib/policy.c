@@ -11,10 +11,12 @@
 #include "bounce.h"
 #include "config.h"
 #include "content_class.h"
+#include "detect.h"
 #include "directory.h"
 #include "lexicon.h"
 #include "mime_text.h"
 #include "normalize.h"
+#include "password.h"
 #include "sender_auth.h"
 #include "util.h"
 
@@ -224,6 +226,28 @@ static void rule_sender(struct eval *e)
 	}
 }
 
+/* The patient's registered passphrase contains none of this message's NAM,
+   birth date or file number (anyone holding the message could guess it). */
+static int passphrase_fits(const struct eval *e, const char *addr)
+{
+	const struct patient_entry *p = dir_patient(e->cfg->dirs, addr);
+	const char *pass = p ? secure_passphrase(e->cfg->secrets, p->passphrase_ref) : NULL;
+	struct patient_ident ids[8];
+	size_t n = 0;
+	char err[128];
+
+	if (pass == NULL)
+		return 1;
+	for (size_t k = 0; k < e->ca.nids && n < 8; k++) {
+		ids[n].kind = e->ca.ids[k].kind == F_NAM   ? IDENT_NAM
+		              : e->ca.ids[k].kind == F_DOB ? IDENT_DOB
+		                                           : IDENT_FILE_NO;
+		ids[n].value = e->ca.ids[k].value;
+		n++;
+	}
+	return password_check_passphrase(pass, ids, n, err, sizeof(err)) == 0;
+}
+
 /*
  * Clinical mail to a consenting patient is encrypted (one body for every
  * recipient: one patient per message).  What cannot be encrypted is refused
@@ -242,6 +266,14 @@ static void plan_encryption(struct eval *e, struct rule_hit *h, size_t n, size_t
 	}
 	switch (secure_plan(e->cfg, e->v->rcpts[i].addr, &method, &why_key, err, sizeof(err))) {
 	case SECURE_OK:
+		if (method == SECURE_PDF_REGISTERED && !passphrase_fits(e, e->v->rcpts[i].addr)) {
+			msg_warn(
+			    "%s: the registered passphrase contains an identifier of the message",
+			    e->v->ref);
+			h->action = ACT_REJECT;
+			h->variant = "patient-encryption.weak";
+			break;
+		}
 		e->v->secure = method;
 		e->v->secure_rcpt = i;
 		break;

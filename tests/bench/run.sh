@@ -107,7 +107,7 @@ say() {
 progs="tests/bench/smtp-load tests/bench/gen-order-pdf"
 case " $SETUPS " in *" b "*) progs="$progs tests/bench/passthrough-milter" ;; esac
 case " $SETUPS " in *" c "* | *" d "*) progs="$progs clinimail-milter clinimail" ;; esac
-[ -n "$engine" ] && progs="$progs clinimail tests/bench/bench_engine"
+[ -n "$engine" ] && progs="$progs clinimail tests/bench/bench_engine tests/bench/bench_secure"
 echo "building the benchmark programs in $builddir ..." >&2
 # shellcheck disable=SC2086
 make -C "$builddir" -s $progs >&2 || {
@@ -118,6 +118,7 @@ MILTER=$builddir/clinimail-milter
 PASS=$builddir/tests/bench/passthrough-milter
 LOAD=$builddir/tests/bench/smtp-load
 ENGINE=$builddir/tests/bench/bench_engine
+SECURE=$builddir/tests/bench/bench_secure
 GENPDF=$builddir/tests/bench/gen-order-pdf
 CHECK=$builddir/clinimail
 
@@ -441,4 +442,8 @@ for i in 1 2; do
 	printf '  run %d: %6.1f ms, exit %d (%s)\n' "$i" "$(echo "$t0 $t1" | awk '{print ($2 - $1) / 1e6}')" \
 		"$rc" "$(sed -n 's/^action: //p' "$B/res/check.$i")"
 done
+
+echo
+echo "encryption for a patient (issue 3): render + AES-256 R6 per message, ~1 and ~10 pages"
+"$SECURE" -c "$CONF" -n 20 2>&1 | sed 's/^/  /'
 exit 0

@@ -79,7 +79,7 @@ echo "this is not a certificate" >"$P/broken.pem"
 ARCHPW='Archives-Exemple-2026-tres-secret'
 ANNEPW='trois chats gris sur le toit'
 printf '%s\n' "$ARCHPW" >"$P/archives.pw"
-printf '# test passphrases\nP-ANNE %s\n' "$ANNEPW" >"$P/passphrases"
+printf '# test passphrases\nP-ANNE %s\nP-WEAK mon NAM est LAPM50531218\n' "$ANNEPW" >"$P/passphrases"
 chmod 0600 "$P/archives.pw" "$P/passphrases"
 
 # the registry: Marie has a certificate, Anne (a family address she consented
@@ -90,6 +90,7 @@ sed -i -e 's|^\(marie.lapointe@videotron.ca [|] [^|]*[|] [^|]*[|]\).*|\1 cert=..
 cat >>"$P/directories/patients.txt" <<'EOF'
 cert.broken@videotron.ca | 2024-01-10 | all | cert=../broken.pem
 no.passphrase@videotron.ca | 2024-01-10 | all | password=registered passphrase=P-NONE
+weak.passphrase@videotron.ca | 2024-01-10 | all | password=registered passphrase=P-WEAK
 EOF
 
 # The milter runs as root here: Postfix's sendmail(1) takes -C (the private
@@ -291,6 +292,8 @@ refused brokencert cert.broken@videotron.ca 'certificat' \
 	"unusable certificate: rejected with the reason (patient-encryption)"
 refused nopass no.passphrase@videotron.ca 'phrase de passe' \
 	"registered passphrase missing: rejected with the reason"
+refused weak weak.passphrase@videotron.ca 'identifiant' \
+	"a registered passphrase containing the message's NAM: rejected with the reason"
 note two "marie.lapointe@videotron.ca"
 send two "marie.lapointe@videotron.ca,sophie.gagnon@outlook.com" "$T/two.eml"
 reply_has two '^550' && [ -z "$(queued_id two)" ]
@@ -335,7 +338,60 @@ ok $? "the password notice cannot be sent: 451, the message is not accepted"
 sleep 1
 check "nothing was delivered" test "$(pfenv_sink_count)" -eq 0
 
-# ==== 7. no clear text in the milter's log ====
+# ==== 7. orders signed for the pharmacy (Rule-order-signature sign) ====
+mkcert signing "Hopital Exemple" dr.tremblay@hopital.example || { echo "Bail out! openssl"; exit 1; }
+chmod 0600 "$P/signing.key"
+pfenv_milter_stop
+conf_set "$CONF" Sendmail "$T/sendmail"
+conf_set "$CONF" SmimeSigningCertificate signing.pem
+conf_set "$CONF" SmimeSigningKey signing.key
+conf_set "$CONF" Rule-order-signature sign
+pfenv_milter_start "$SOCK" "$MILTER" -f -c "$CONF" -p "$SOCK" ||
+	{ echo "Bail out! the milter does not restart with signing"; exit 1; }
+cat >"$T/order.eml" <<'EOF'
+From: Dr Jean Tremblay <dr.tremblay@hopital.example>
+To: Pharmacie Auxbonsoins <commandes@auxbonsoins.example>
+Subject: Ordonnance
+MIME-Version: 1.0
+Content-Type: text/plain; charset=UTF-8
+Content-Transfer-Encoding: 8bit
+
+Bonjour,
+
+Voici une ordonnance pour une de vos patientes
+
+Pharmacie Auxbonsoins
+Tél : 999-333-5555
+Télécopieur : 999-333-5554
+
+Ordonnance pour Mme Test Covid, D D.N. 3 janvier 1946, NAM : COVT465303XX. Numéro de
+dossier : 012345. Aucune allergie connue.
+
+Aspirine 80 mg 1 co po ID 30 cos Ren 24 mois
+
+Dr Test Untel , #Lic 00000, téléphone où vous pouvez me rejoindre : 123 456-7899
+EOF
+crlf "$T/order.eml"
+pfenv_sink_clear
+send order commandes@auxbonsoins.example "$T/order.eml"
+f=$(delivered "$(queued_id order)")
+ok "$([ -n "$f" ]; echo $?)" "signing: the order to the pharmacy is delivered"
+if [ -n "$f" ]; then
+	case $(pfenv_header "$f" Content-Type) in
+	*multipart/signed*pkcs7-signature*) ok 0 "signing: it is multipart/signed" ;;
+	*) ok 1 "signing: it is multipart/signed" ;;
+	esac
+	pfenv_message "$f" >"$T/order.delivered"
+	openssl cms -verify -in "$T/order.delivered" -CAfile "$P/signing.pem" -out "$T/order.content" \
+		>"$T/verify.out" 2>&1
+	ok $? "signing: openssl cms -verify accepts the signature ($(tail -n 1 "$T/verify.out"))"
+	check "signing: the signed content is the order" grep -q 'Aspirine 80 mg' "$T/order.content"
+	sed 's/Aspirine 80 mg/Aspirine 81 mg/' "$T/order.delivered" >"$T/order.altered"
+	openssl cms -verify -in "$T/order.altered" -CAfile "$P/signing.pem" -out /dev/null >/dev/null 2>&1
+	ok "$([ $? -ne 0 ]; echo $?)" "signing: an altered order fails verification"
+fi
+
+# ==== 8. no clear text in the milter's log ====
 ! grep -Eiq 'LAPM50531218|0123456|diab' "$PFENV_LOG/milter.log"
 ok $? "the milter's log holds no identifier nor clinical word"
 
