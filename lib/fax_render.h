@@ -3,7 +3,7 @@
  * Class F file (RFC 3949 profile S: 1 bit, FillOrder MSB2LSB, 1728 pixels
  * wide, 204 dpi across and 196 or 98 lpi down, CCITT G4 by default or G3 2-D)
  * that HylaFAX sends as is (tiffcheck accepts it: A4 is 2291 rows at 196 lpi,
- * Letter 2156).
+ * Letter 2152; see FAX_ROWS_*).
  *
  * Page 1 is a cover page (establishment, sender with phone and licence,
  * recipient name and number, date, page count, the order number that makes
@@ -24,12 +24,22 @@
 
 #include "pdf_render.h"
 
-#define FAX_WIDTH 1728        /* pixels, every resolution and paper size */
-#define FAX_XRES 204          /* dpi across */
-#define FAX_YRES_FINE 196     /* lpi down, "fine" */
-#define FAX_YRES_NORMAL 98    /* lpi down, "normal" */
+#define FAX_WIDTH 1728     /* pixels, every resolution and paper size */
+#define FAX_XRES 204       /* dpi across */
+#define FAX_YRES_FINE 196  /* lpi down, "fine" */
+#define FAX_YRES_NORMAL 98 /* lpi down, "normal" */
+/*
+ * Rows per page.  HylaFAX's tiffcheck (run by tiff2fax with the job's
+ * PAGELENGTH in whole millimetres: 297 for A4, 279 for Letter) asks for a
+ * RESIZE, i.e. re-imaging the page, when rows / lpi * 25.4 exceeds
+ * PAGELENGTH: A4 2292 rows at 196 lpi is 297.03 mm, Letter 2156 rows is
+ * 279.4 mm > 279.  So Letter is 2152 rows (278.9 mm), not the exact 11 in.
+ * The job must also say VRES 196 (fine) or 98, or tiffcheck asks for REVRES.
+ */
 #define FAX_ROWS_A4_FINE 2291 /* 2292 makes HylaFAX re-image the page */
-#define FAX_ROWS_LETTER_FINE 2156
+#define FAX_ROWS_LETTER_FINE 2152
+#define FAX_ROWS_A4_NORMAL 1145
+#define FAX_ROWS_LETTER_NORMAL 1076
 
 enum fax_compression { FAX_G4 = 0, FAX_G3 = 1 };
 
@@ -48,12 +58,15 @@ struct fax_cover {
 };
 
 struct fax_render_opts {
-	int fine;                 /* 1: 196 lpi (default), 0: 98 lpi */
-	enum pdf_paper paper;     /* PDF_PAPER_LETTER (default) or PDF_PAPER_A4 */
+	int fine;             /* 1: 196 lpi (default), 0: 98 lpi */
+	enum pdf_paper paper; /* PDF_PAPER_LETTER (default) or PDF_PAPER_A4 */
 	enum fax_compression compression;
-	int max_pages;            /* cover included; default 50 */
+	int max_pages; /* cover included; default 50 */
 };
 void fax_render_opts_default(struct fax_render_opts *o);
+
+/* Rows of one page for that paper and resolution (one of FAX_ROWS_*). */
+int fax_page_rows(enum pdf_paper paper, int fine);
 
 enum fax_render_status {
 	FAX_RENDER_OK = 0,
