@@ -240,7 +240,7 @@ static const char *final_action(const struct verdict *v)
 {
 	switch (v->action) {
 	case VERDICT_ACCEPT:
-		return v->nadded > 0 || v->applied[0] ? "modified" : "accepted";
+		return v->nadded > 0 || v->applied[0] || v->fax_approved ? "modified" : "accepted";
 	case VERDICT_REJECT:
 		return "rejected";
 	case VERDICT_HOLD:
@@ -317,11 +317,17 @@ struct audit_record *audit_record_from_verdict(const struct envelope *env, const
 	sb_reset(&sb);
 
 	audit_set(&r->action, final_action(v), MAX_SHORT);
-	if (v->nadded > 0 || v->applied[0]) {
-		char ch[128];
-		snprintf(ch, sizeof(ch), "%s%s%s", v->nadded > 0 ? "archives-added" : "",
-		         v->nadded > 0 && v->applied[0] ? "," : "", v->applied);
-		audit_set(&r->changes, ch, MAX_SHORT);
+	if (v->nadded > 0 || v->applied[0] || v->fax_approved) {
+		struct strbuf ch;
+		sb_init(&ch);
+		if (v->nadded > 0)
+			sb_puts(&ch, "archives-added");
+		if (v->applied[0])
+			sb_printf(&ch, "%s%s", ch.len ? "," : "", v->applied);
+		if (v->fax_approved)
+			sb_printf(&ch, "%s%s", ch.len ? "," : "", "fax-approved");
+		audit_set(&r->changes, ch.data, MAX_SHORT);
+		sb_free(&ch);
 	}
 	content_class_names(v->content, buf, sizeof(buf));
 	audit_set(&r->content, buf, MAX_SHORT);

@@ -8,6 +8,7 @@
 
 #include "policy.h"
 #include "secure_mail.h"
+#include "fax_stamp.h"
 #include "bounce.h"
 #include "config.h"
 #include "content_class.h"
@@ -669,6 +670,75 @@ static void build_headers(struct eval *e)
 	}
 }
 
+/*
+ * The fax approval stamp (fax_stamp.h): accepted mail to NUMBER@FaxDomain
+ * gets an HMAC over its Message-ID, the numbers and the canonical body as it
+ * will be delivered; a stamp the sender wrote is removed.  Without
+ * FaxApprovalKey nothing is stamped and the bridge will refuse the fax.
+ */
+static void stamp_fax(struct eval *e, const char *msg, size_t msg_len)
+{
+	struct verdict *v = e->v;
+	const struct fax_key *key = secure_fax_key(e->cfg->secrets);
+	const char *numbers[FAX_STAMP_MAX_NUMBERS];
+	size_t n = 0, body_off = 0;
+	int forged = 0;
+	char mid[512];
+	unsigned char bh[32];
+
+	for (size_t i = 0; i < v->nrcpts && n < FAX_STAMP_MAX_NUMBERS; i++)
+		if (v->rcpts[i].via_fax && v->rcpts[i].fax_number[0])
+			numbers[n++] = v->rcpts[i].fax_number;
+	if (n == 0 || msg == NULL)
+		return;
+	if (key == NULL) {
+		msg_warn(
+		    "%s: mail to a fax number, but FaxApprovalKey is not set: not approved for the "
+		    "fax bridge",
+		    v->ref);
+		return;
+	}
+	free(secure_header_value(msg, msg_len, FAX_STAMP_HEADER, &forged, NULL));
+	char *raw_mid = secure_header_value(msg, msg_len, "Message-ID", NULL, &body_off);
+	if (raw_mid == NULL || fax_message_id_canon(raw_mid, mid, sizeof(mid)) != 0) {
+		/* no usable Message-ID: give the message one, the stamp names it */
+		snprintf(mid, sizeof(mid), "%s@%s", v->ref,
+		         e->cfg->fax_domain ? e->cfg->fax_domain : "clinimail.invalid");
+		char hv[600];
+		snprintf(hv, sizeof(hv), "<%s>", mid);
+		if (raw_mid == NULL)
+			add_header(v, "Message-ID", hv);
+		else {
+			if (v->edit == NULL)
+				v->edit = xcalloc(1, sizeof(*v->edit));
+			secure_edit_header(v->edit, "Message-ID", 1, hv);
+		}
+	}
+	free(raw_mid);
+	struct fax_body_hash *h = fax_body_hash_new();
+	if (v->edit != NULL && v->edit->body != NULL)
+		fax_body_hash_update(h, v->edit->body, v->edit->body_len);
+	else
+		fax_body_hash_update(h, msg + body_off, msg_len - body_off);
+	fax_body_hash_final(h, bh);
+	char *value = fax_stamp_make(key, v->ref, time(NULL), mid, numbers, n, bh);
+	if (value == NULL) {
+		msg_error("%s: the fax approval stamp could not be made", v->ref);
+		return;
+	}
+	if (forged > 0) {
+		msg_warn("%s: %d %s header(s) written by the sender removed", v->ref, forged,
+		         FAX_STAMP_HEADER);
+		if (v->edit == NULL)
+			v->edit = xcalloc(1, sizeof(*v->edit));
+		for (int k = forged; k >= 1; k--)
+			secure_edit_header(v->edit, FAX_STAMP_HEADER, k, NULL);
+	}
+	add_header(v, FAX_STAMP_HEADER, value);
+	free(value);
+	v->fax_approved = 1;
+}
+
 /* Texts, reply and headers of a first decision, before deciding again. */
 static void reset_outputs(struct verdict *v)
 {
@@ -865,11 +935,16 @@ decide:
 			build_reply(&e, level);
 		if (v->action != VERDICT_REJECT)
 			build_headers(&e);
-		if (v->secure == SECURE_NONE && !v->sign)
+		if (v->secure == SECURE_NONE && !v->sign) {
+			if (v->action != VERDICT_REJECT)
+				stamp_fax(&e, msg, msg_len);
 			break;
+		}
 		int rc = prepare_edit(&e, msg, msg_len);
-		if (rc == SECURE_OK)
+		if (rc == SECURE_OK) {
+			stamp_fax(&e, msg, msg_len);
 			break;
+		}
 		if (rc == SECURE_TEMP) {
 			tempfail(&e, v->error ? v->error : "encryption failed");
 			break;

@@ -117,6 +117,7 @@ struct verdict {
 	size_t secure_rcpt;     /* that patient, index into rcpts */
 	int sign;               /* S/MIME-sign (order-signature) */
 	struct msg_edit *edit;  /* the encrypted / signed message, NULL when unchanged */
+	int fax_approved;       /* an X-Clinimail-Fax-Approval stamp is among the headers */
 	char applied[64];       /* what the milter changed, comma-separated ("encrypted-pdf",
 	                           "signed", "fax-approved"), for the audit trail */
 	char *error;     /* internal error text, for TEMPFAIL */

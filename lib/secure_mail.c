@@ -266,24 +266,9 @@ struct secure_secrets *secure_secrets_load(const struct cm_config *c, char *err,
 		goto bad;
 	}
 	if (c->fax_approval_key_file) {
-		size_t len;
-		char *buf = read_secret(c->fax_approval_key_file, &len, err, errlen);
-		if (buf == NULL)
+		if (fax_key_load(c->fax_approval_key_file, &s->fax_key, err, errlen) != 0)
 			goto bad;
-		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-			len--;
-		if (len < 16 || len > sizeof(s->fax_key.key)) {
-			snprintf(err, errlen, "%s: a fax approval key has 16 to 256 bytes",
-			         c->fax_approval_key_file);
-			OPENSSL_cleanse(buf, len);
-			free(buf);
-			goto bad;
-		}
-		memcpy(s->fax_key.key, buf, len);
-		s->fax_key.len = len;
 		s->have_fax_key = 1;
-		OPENSSL_cleanse(buf, len);
-		free(buf);
 	}
 	return s;
 bad:
@@ -485,7 +470,7 @@ static void build_entity(const struct rawmsg *r, const char *extra, struct strbu
 
 /* ---- edits ---- */
 
-static void edit_add(struct msg_edit *e, const char *name, int index, const char *value)
+void secure_edit_header(struct msg_edit *e, const char *name, int index, const char *value)
 {
 	e->hdrs = xrealloc(e->hdrs, (e->nhdrs + 1) * sizeof(*e->hdrs));
 	e->hdrs[e->nhdrs].name = xstrdup(name);
@@ -581,10 +566,10 @@ static void outer_edits(const struct rawmsg *r, const char *const *ct, int strip
 				if (g_ascii_strcasecmp(h->name, ct[2 * j]) == 0)
 					nv = ct[2 * j + 1], slot = j;
 			if (nv != NULL && h->index == 1) {
-				edit_add(e, h->name, 1, nv);
+				secure_edit_header(e, h->name, 1, nv);
 				done_ct[slot] = 1;
 			} else {
-				edit_add(e, h->name, h->index, NULL);
+				secure_edit_header(e, h->name, h->index, NULL);
 			}
 			continue;
 		}
@@ -592,27 +577,27 @@ static void outer_edits(const struct rawmsg *r, const char *const *ct, int strip
 			continue;
 		if (g_ascii_strcasecmp(h->name, "Subject") == 0) {
 			if (h->index == 1) {
-				edit_add(e, h->name, 1, subject);
+				secure_edit_header(e, h->name, 1, subject);
 				have_subject = 1;
 			} else {
-				edit_add(e, h->name, h->index, NULL);
+				secure_edit_header(e, h->name, h->index, NULL);
 			}
 		} else if (g_ascii_strcasecmp(h->name, "To") == 0 ||
 		           g_ascii_strcasecmp(h->name, "Cc") == 0) {
 			char *b = bare_addresses(h->value);
-			edit_add(e, h->name, h->index, b);
+			secure_edit_header(e, h->name, h->index, b);
 			free(b);
 		} else if (!outer_keeps(h->name)) {
-			edit_add(e, h->name, h->index, NULL);
+			secure_edit_header(e, h->name, h->index, NULL);
 		}
 	}
 	if (strip && !have_subject)
-		edit_add(e, "Subject", 0, subject);
+		secure_edit_header(e, "Subject", 0, subject);
 	if (!have_mime)
-		edit_add(e, "MIME-Version", 0, "1.0");
+		secure_edit_header(e, "MIME-Version", 0, "1.0");
 	for (int j = 0; ct[2 * j]; j++)
 		if (!done_ct[j])
-			edit_add(e, ct[2 * j], 0, ct[2 * j + 1]);
+			secure_edit_header(e, ct[2 * j], 0, ct[2 * j + 1]);
 }
 
 static void base64_lines(struct strbuf *sb, const unsigned char *p, size_t n)
@@ -1139,4 +1124,23 @@ int msg_edit_apply(const char *msg, size_t len, const struct msg_edit *e, struct
 	else
 		put_crlf(out, msg + body, len - body);
 	return 0;
+}
+
+char *secure_header_value(const char *msg, size_t len, const char *name, int *count,
+                          size_t *body_off)
+{
+	struct rawmsg r;
+	char *v = NULL;
+	int n = 0;
+
+	rawmsg_parse(msg, len, &r);
+	for (size_t i = 0; i < r.n; i++)
+		if (g_ascii_strcasecmp(r.h[i].name, name) == 0 && n++ == 0)
+			v = xstrdup(r.h[i].value);
+	if (count)
+		*count = n;
+	if (body_off)
+		*body_off = (size_t)(r.body - msg);
+	rawmsg_free(&r);
+	return v;
 }

@@ -81,6 +81,8 @@ struct msg_edit {
 	const char *change; /* for the audit trail: "encrypted-smime", "encrypted-pdf", "signed" */
 };
 void msg_edit_free(struct msg_edit *e);
+/* Append one header edit (index 0: add; value NULL: delete). */
+void secure_edit_header(struct msg_edit *e, const char *name, int index, const char *value);
 
 struct strbuf;
 /* The message as the MTA will deliver it after the edit (e may be NULL): CRLF. */
@@ -107,6 +109,14 @@ int secure_mail_sign(const struct cm_config *cfg, const char *msg, size_t len,
  */
 int secure_plan(const struct cm_config *cfg, const char *patient_addr, int *method,
                 const char **why_key, char *err, size_t errlen);
+
+/*
+ * The first value of header `name` in msg[len] (unfolded; caller frees) or
+ * NULL; *count (may be NULL) gets how many there are, *body_off (may be
+ * NULL) where the body starts.
+ */
+char *secure_header_value(const char *msg, size_t len, const char *name, int *count,
+                          size_t *body_off);
 
 /*
  * Hand a notice to the MTA: Sendmail -i -f NotifyFrom -- rcpt, message on

@@ -455,9 +455,11 @@ static int apply_edit(SMFICTX *ctx, const struct conn_state *c, struct verdict *
 		msg_error("%s: password notice to the sender not sent: %s", qid, err);
 		return -1;
 	}
-	snprintf(v->applied, sizeof(v->applied), "%s", e->change ? e->change : "changed");
-	msg_info("%s: ref=%s %s%s", qid, v->ref, e->change ? e->change : "changed",
-	         e->notice != NULL ? ", password notice sent to the sender" : "");
+	if (e->change != NULL) {
+		snprintf(v->applied, sizeof(v->applied), "%s", e->change);
+		msg_info("%s: ref=%s %s%s", qid, v->ref, e->change,
+		         e->notice != NULL ? ", password notice sent to the sender" : "");
+	}
 	return 0;
 }
 
