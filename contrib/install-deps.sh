@@ -27,4 +27,4 @@ apt-get install -y -q --no-install-recommends \
 	poppler-utils ca-certificates procps iproute2 file jq \
 	libsqlite3-dev libpq-dev sqlite3 postgresql chromium \
 	libpango1.0-dev libqpdf-dev qpdf fonts-dejavu-core \
-	libtiff-dev libtiff-tools libspandsp-dev hylafax-server hylafax-client
+	libtiff-dev libtiff-tools libjpeg-dev libspandsp-dev hylafax-server hylafax-client

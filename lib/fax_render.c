@@ -609,19 +609,9 @@ static struct box *image_boxes(PopplerPage *pg, double pw, double ph, const stru
 
 /* ---- unrenderable attachments ---- */
 
-static int att_kind_known(const struct pdf_attachment *a)
-{
-	const char *ct = a->content_type ? a->content_type : "";
-	const char *fn = a->filename ? a->filename : "";
-
-	return strcmp(ct, "application/pdf") == 0 || strcmp(ct, "image/png") == 0 ||
-	       strncmp(ct, "text/", 5) == 0 ||
-	       (!ct[0] && (str_has_suffix_ci(fn, ".pdf") || str_has_suffix_ci(fn, ".png")));
-}
-
 /*
  * pdf_render counts the attachments it could not draw but does not say
- * which: find them (types it never draws; PDF and PNG files it failed to
+ * which: find them (types it never draws; PDF and image files it failed to
  * read, by rendering each alone) and name them in err.
  */
 static void name_unrendered(const struct pdf_message *m, const struct pdf_render_opts *po,
@@ -633,7 +623,7 @@ static void name_unrendered(const struct pdf_message *m, const struct pdf_render
 	sb_init(&sb);
 	for (size_t i = 0; i < m->natts && named < 3; i++) {
 		const struct pdf_attachment *a = &m->atts[i];
-		int bad = !att_kind_known(a);
+		int bad = !pdf_render_supports(a);
 
 		if (!bad) {
 			struct pdf_message one = {0};

@@ -2,7 +2,8 @@
  * pdf_render.c — one message rendered into one PDF in memory: cairo's PDF
  * surface written to a bounded buffer, pango laying out text paragraph by
  * paragraph (so a huge body costs only the pages it fills, up to the page
- * bound), poppler-glib drawing PDF attachments' pages, cairo decoding PNGs.
+ * bound), poppler-glib drawing PDF attachments' pages, cairo decoding PNGs,
+ * libjpeg-turbo decoding JPEG photos.
  */
 #include "autoconfig.h"
 
@@ -11,12 +12,17 @@
 #include <cairo-pdf.h>
 #include <cairo.h>
 #include <glib.h>
+#include <limits.h>
 #include <pango/pangocairo.h>
 #include <poppler.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <jpeglib.h>
 
 #include "util.h"
 
@@ -420,12 +426,14 @@ static uint32_t be32(const unsigned char *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+static int place_image(struct render *r, const struct pdf_attachment *a, cairo_surface_t *img);
+
 static int render_png_att(struct render *r, const struct pdf_attachment *a)
 {
 	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
 	struct mem_reader m = {a->data, a->len};
-	cairo_surface_t *img, *src;
-	double iw, ih, s, x, y;
+	cairo_surface_t *img;
+	double iw, ih;
 
 	/* the dimensions from IHDR first: a small file can declare a huge image */
 	if (a->len < 33 || memcmp(a->data, sig, 8) != 0 || memcmp(a->data + 12, "IHDR", 4) != 0)
@@ -439,6 +447,15 @@ static int render_png_att(struct render *r, const struct pdf_attachment *a)
 		cairo_surface_destroy(img);
 		return not_rendered(r, a, "PNG illisible");
 	}
+	return place_image(r, a, img);
+}
+
+/* Put a decoded image on a page of its own, fitted, downsampled when large. */
+static int place_image(struct render *r, const struct pdf_attachment *a, cairo_surface_t *img)
+{
+	cairo_surface_t *src;
+	double iw, ih, s, x, y;
+
 	iw = cairo_image_surface_get_width(img);
 	ih = cairo_image_surface_get_height(img);
 	if (att_page(r, a, 1, 1) < 0) {
@@ -484,9 +501,114 @@ static int render_png_att(struct render *r, const struct pdf_attachment *a)
 	return 0;
 }
 
+/* libjpeg reports errors by calling error_exit: jump back instead of exiting. */
+struct jpeg_err {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+};
+
+static void jpeg_err_exit(j_common_ptr cinfo)
+{
+	struct jpeg_err *e = (struct jpeg_err *)cinfo->err;
+	longjmp(e->jb, 1);
+}
+
+static void jpeg_err_quiet(j_common_ptr cinfo, int level)
+{
+	(void)cinfo;
+	(void)level; /* warnings (a truncated photo still decodes) go nowhere */
+}
+
+/*
+ * A JPEG photo (libjpeg-turbo), decoded at the smallest DCT scale (1/1 to
+ * 1/8) that keeps it within max_image_pixels and near IMAGE_DPI on the page.
+ */
+static int render_jpeg_att(struct render *r, const struct pdf_attachment *a)
+{
+	struct jpeg_decompress_struct ci;
+	struct jpeg_err je;
+	cairo_surface_t *volatile img = NULL;
+	unsigned char *volatile row = NULL;
+
+	if (a->len < 4 || a->len > ULONG_MAX || a->data[0] != 0xFF || a->data[1] != 0xD8)
+		return not_rendered(r, a, "JPEG illisible");
+	ci.err = jpeg_std_error(&je.pub);
+	je.pub.error_exit = jpeg_err_exit;
+	je.pub.emit_message = jpeg_err_quiet;
+	if (setjmp(je.jb)) {
+		jpeg_destroy_decompress(&ci);
+		free(row);
+		if (img)
+			cairo_surface_destroy(img);
+		return not_rendered(r, a, "JPEG illisible");
+	}
+	jpeg_create_decompress(&ci);
+	jpeg_mem_src(&ci, a->data, (unsigned long)a->len);
+	jpeg_read_header(&ci, TRUE);
+	/* a page is at most ~8.5 x 11 in at IMAGE_DPI: no need for more pixels */
+	double want = (8.5 * IMAGE_DPI) * (11.0 * IMAGE_DPI) * 2.0;
+	double px = (double)ci.image_width * ci.image_height;
+	ci.scale_num = 1;
+	ci.scale_denom = 1;
+	while (ci.scale_denom < 8 &&
+	       (px / ((double)ci.scale_denom * ci.scale_denom) > want ||
+	        px / ((double)ci.scale_denom * ci.scale_denom) > (double)r->o->max_image_pixels))
+		ci.scale_denom *= 2;
+	if (px / ((double)ci.scale_denom * ci.scale_denom) > (double)r->o->max_image_pixels) {
+		jpeg_destroy_decompress(&ci);
+		return not_rendered(r, a, "image trop grande");
+	}
+	ci.out_color_space = JCS_RGB;
+	jpeg_start_decompress(&ci);
+	int w = (int)ci.output_width, h = (int)ci.output_height;
+	img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+	if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) {
+		jpeg_destroy_decompress(&ci);
+		cairo_surface_destroy(img);
+		return -1;
+	}
+	row = xmalloc((size_t)w * 3);
+	unsigned char *pix = cairo_image_surface_get_data(img);
+	int stride = cairo_image_surface_get_stride(img);
+	cairo_surface_flush(img);
+	while (ci.output_scanline < ci.output_height) {
+		JSAMPROW rp = row;
+		unsigned y = ci.output_scanline;
+		if (jpeg_read_scanlines(&ci, &rp, 1) != 1)
+			break;
+		uint32_t *d = (uint32_t *)(void *)(pix + (size_t)y * (size_t)stride);
+		for (int x = 0; x < w; x++)
+			d[x] = (uint32_t)row[3 * x] << 16 | (uint32_t)row[3 * x + 1] << 8 |
+			       row[3 * x + 2];
+	}
+	cairo_surface_mark_dirty(img);
+	jpeg_finish_decompress(&ci);
+	jpeg_destroy_decompress(&ci);
+	free(row);
+	return place_image(r, a, img);
+}
+
 static int has_prefix(const char *s, const char *p)
 {
 	return s && strncmp(s, p, strlen(p)) == 0;
+}
+
+static int is_jpeg(const char *ct, const char *fn)
+{
+	return strcmp(ct, "image/jpeg") == 0 || strcmp(ct, "image/jpg") == 0 ||
+	       strcmp(ct, "image/pjpeg") == 0 ||
+	       ((!ct[0] || strcmp(ct, "application/octet-stream") == 0) &&
+	        (str_has_suffix_ci(fn, ".jpg") || str_has_suffix_ci(fn, ".jpeg")));
+}
+
+int pdf_render_supports(const struct pdf_attachment *a)
+{
+	const char *ct = a->content_type ? a->content_type : "";
+	const char *fn = a->filename ? a->filename : "";
+
+	return strcmp(ct, "application/pdf") == 0 || (!ct[0] && str_has_suffix_ci(fn, ".pdf")) ||
+	       strcmp(ct, "image/png") == 0 || (!ct[0] && str_has_suffix_ci(fn, ".png")) ||
+	       is_jpeg(ct, fn) || has_prefix(ct, "text/");
 }
 
 static int render_att(struct render *r, const struct pdf_attachment *a)
@@ -500,6 +622,8 @@ static int render_att(struct render *r, const struct pdf_attachment *a)
 		return render_pdf_att(r, a);
 	if (strcmp(ct, "image/png") == 0 || (!ct[0] && str_has_suffix_ci(fn, ".png")))
 		return render_png_att(r, a);
+	if (is_jpeg(ct, fn))
+		return render_jpeg_att(r, a);
 	if (has_prefix(ct, "text/")) {
 		char *t = sanitize_text((const char *)a->data, a->len);
 		int rc = att_heading(r, a, NULL);

@@ -4,9 +4,10 @@
  * (issue 3, RULES.md rule 7).  cairo's PDF surface, pango for text layout
  * (DejaVu Sans, wrapping, page breaks, a "Message sécurisé — page N" line on
  * every page), poppler-glib to append PDF attachments page by page, cairo
- * for PNG images.  JPEG and other types are not rendered: a line
- * "pièce jointe non rendue" names them instead, and the result counts them
- * so the policy can decide whether the message may leave that way.
+ * for PNG images, libjpeg-turbo for JPEG photos.  Other types are not
+ * rendered: a line "pièce jointe non rendue" names them instead, and the
+ * result counts them so the policy can decide whether the message may leave
+ * that way.
  *
  * Bounded: max_pages, max_bytes and 30 s of rendering (checked between
  * pages: a PDF attachment can be a decompression bomb); beyond them the
@@ -73,6 +74,9 @@ enum pdf_render_status {
  */
 int pdf_render(const struct pdf_message *m, const struct pdf_render_opts *opts, unsigned char **out,
                size_t *outlen, struct pdf_render_result *res, char *err, size_t errlen);
+
+/* Is the attachment of a type pdf_render() draws (PDF, PNG, JPEG, text)? */
+int pdf_render_supports(const struct pdf_attachment *a);
 
 /* Once per process before threads: loads fontconfig and pango's font map. */
 void pdf_render_global_init(void);

@@ -13,6 +13,8 @@
 #include <poppler.h>
 #include <pthread.h>
 #include <stdio.h>
+
+#include <jpeglib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -207,6 +209,85 @@ static char *body_of_lines(int nlines)
 	for (int i = 0; i < nlines; i++)
 		sb_printf(&sb, "Ligne %d : pression artérielle stable, même traitement.\n", i);
 	return sb_steal(&sb);
+}
+
+/* A real JPEG (libjpeg): a colour gradient w x h. */
+static unsigned char *make_jpeg(int w, int h, size_t *len)
+{
+	struct jpeg_compress_struct c;
+	struct jpeg_error_mgr e;
+	unsigned char *out = NULL;
+	unsigned long outlen = 0;
+	unsigned char *row = malloc((size_t)w * 3);
+
+	c.err = jpeg_std_error(&e);
+	jpeg_create_compress(&c);
+	jpeg_mem_dest(&c, &out, &outlen);
+	c.image_width = (JDIMENSION)w;
+	c.image_height = (JDIMENSION)h;
+	c.input_components = 3;
+	c.in_color_space = JCS_RGB;
+	jpeg_set_defaults(&c);
+	jpeg_set_quality(&c, 80, TRUE);
+	jpeg_start_compress(&c, TRUE);
+	while (c.next_scanline < c.image_height) {
+		for (int x = 0; x < w; x++) {
+			row[3 * x] = (unsigned char)(x * 255 / w);
+			row[3 * x + 1] = (unsigned char)(c.next_scanline * 255 / (unsigned)h);
+			row[3 * x + 2] = 128;
+		}
+		JSAMPROW rp = row;
+		jpeg_write_scanlines(&c, &rp, 1);
+	}
+	jpeg_finish_compress(&c);
+	jpeg_destroy_compress(&c);
+	free(row);
+	*len = outlen;
+	return out;
+}
+
+static void test_jpeg(void)
+{
+	struct pdf_message m;
+	struct pdf_attachment att;
+	struct pdf_render_result res;
+	unsigned char *pdf = NULL;
+	size_t pdflen = 0, jlen;
+	char err[512] = "";
+	unsigned char *jpg = make_jpeg(1600, 1200, &jlen);
+
+	base_message(&m, "Photo de la lésion, prise ce matin.\n");
+	att = (struct pdf_attachment){"lesion.jpg", "image/jpeg", jpg, jlen};
+	m.atts = &att;
+	m.natts = 1;
+	int rc = pdf_render(&m, NULL, &pdf, &pdflen, &res, err, sizeof(err));
+	is_int(rc, PDF_RENDER_OK, "jpeg: a message with a JPEG photo renders");
+	is_int(res.atts_rendered, 1, "jpeg: the photo is rendered");
+	is_int(res.atts_not_rendered, 0, "jpeg: nothing is left out");
+	is_int(res.pages, 2, "jpeg: message page + photo page");
+	free(pdf);
+	pdf = NULL;
+	/* the same JPEG announced as 60000 x 60000 pixels is not decoded */
+	for (size_t i = 0; i + 8 < jlen; i++)
+		if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) {
+			jpg[i + 5] = 0xEA;
+			jpg[i + 6] = 0x60;
+			jpg[i + 7] = 0xEA;
+			jpg[i + 8] = 0x60;
+			break;
+		}
+	rc = pdf_render(&m, NULL, &pdf, &pdflen, &res, err, sizeof(err));
+	ok(rc == PDF_RENDER_OK && res.atts_not_rendered == 1,
+	   "jpeg: a JPEG declaring 60000 x 60000 pixels is not decoded");
+	free(pdf);
+	pdf = NULL;
+	/* truncated in the middle: a clean refusal or a partial image, never a crash */
+	att.len = jlen / 2;
+	jpg[0] = 0xFF;
+	rc = pdf_render(&m, NULL, &pdf, &pdflen, &res, err, sizeof(err));
+	ok(rc == PDF_RENDER_OK, "jpeg: a truncated JPEG does not break rendering");
+	free(pdf);
+	free(jpg);
 }
 
 static void test_render_encrypt(int tools)
@@ -756,6 +837,7 @@ int main(void)
 	test_render_encrypt(tools);
 	test_accented_password(tools);
 	test_limits();
+	test_jpeg();
 	test_hostile();
 	test_password();
 	test_paper();
