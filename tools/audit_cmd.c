@@ -45,7 +45,8 @@ static void usage(FILE *fp)
 	    "filters: --since DATE --until DATE (inclusive day) --sender ADDR --rcpt ADDR\n"
 	    "         --domain DOMAIN --rule RULE --action "
 	    "accepted|modified|rejected|held|tempfailed\n"
-	    "         --ref REF --kind decision|anchor\n"
+	    "         --ref REF --kind decision|anchor|fax-submitted|fax-delivered|fax-failed|\n"
+	    "         fax-destroyed\n"
 	    "DATE: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] (UTC).  Store SPEC: sqlite:/path or\n"
 	    "pgsql:conninfo; default: AuditStore of %s.\n"
 	    "Exit status: 0 ok, 1 verify found the chain broken, 2 error.\n",
@@ -188,6 +189,20 @@ static int list_cb(const struct audit_record *r, void *arg)
 	c->n++;
 	put_safe(c->fp, r->time);
 	fputc(' ', c->fp);
+	if (strncmp(r->kind, "fax-", 4) == 0) {
+		/* a fax bridge event: the decision's reference, what happened, to which number */
+		put_safe(c->fp, r->ref[0] ? r->ref : "-");
+		fputs(" (", c->fp);
+		put_safe(c->fp, r->kind);
+		fputs(") ", c->fp);
+		put_safe(c->fp, r->detail);
+		fputc(' ', c->fp);
+		put_safe(c->fp, r->sender);
+		fputs(" -> ", c->fp);
+		print_recipients_inline(c->fp, r->recipients);
+		fputc('\n', c->fp);
+		return 0;
+	}
 	if (strcmp(r->kind, "decision") != 0) {
 		fputc('(', c->fp);
 		put_safe(c->fp, r->kind);

@@ -34,6 +34,7 @@ struct audit_tally {
 	GHashTable *days;    /* YYYY-MM-DD -> counter */
 	GHashTable *senders; /* address -> counter */
 	GHashTable *classes; /* recipient class -> counter (recipients) */
+	GHashTable *fax;     /* fax event kind -> counter (fax bridge, issue 4) */
 	char first[32], last[32];
 };
 
@@ -44,6 +45,7 @@ struct audit_tally *audit_tally_new(void)
 	t->days = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	t->senders = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	t->classes = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+	t->fax = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	return t;
 }
 
@@ -55,6 +57,7 @@ void audit_tally_free(struct audit_tally *t)
 	g_hash_table_destroy(t->days);
 	g_hash_table_destroy(t->senders);
 	g_hash_table_destroy(t->classes);
+	g_hash_table_destroy(t->fax);
 	free(t);
 }
 
@@ -79,6 +82,10 @@ void audit_tally_add(struct audit_tally *t, const struct audit_record *r)
 {
 	int a = A_OTHER, blocked;
 
+	if (strncmp(r->kind, "fax-", 4) == 0) {
+		bump(t->fax, r->kind, strlen(r->kind), strcmp(r->kind, "fax-failed") == 0);
+		return;
+	}
 	if (strcmp(r->kind, "decision") != 0)
 		return;
 	for (int i = 0; i < A_OTHER; i++)
@@ -196,6 +203,14 @@ void audit_tally_print(const struct audit_tally *t, FILE *fp, size_t top)
 	it = items(t->days, &n, by_key);
 	for (size_t i = 0; i < n; i++)
 		fprintf(fp, "  %-12s %lu / %lu\n", it[i].key, it[i].c->total, it[i].c->blocked);
+	free(it);
+
+	it = items(t->fax, &n, by_key);
+	if (n > 0) {
+		fprintf(fp, "\nfax bridge events:\n");
+		for (size_t i = 0; i < n; i++)
+			fprintf(fp, "  %-14s %lu\n", it[i].key, it[i].c->total);
+	}
 	free(it);
 
 	fprintf(fp, "\nper recipient class (recipients / in blocked mail):\n");
@@ -430,7 +445,22 @@ int audit_tally_html(const struct audit_tally *t, FILE *fp, const char *title, c
 		fprintf(fp, "</td><td class=\"n\">%lu</td><td class=\"n\">%lu</td></tr>\n",
 		        it[i].c->total, it[i].c->blocked);
 	}
-	fputs("</table>\n</body>\n</html>\n", fp);
+	fputs("</table>\n", fp);
 	free(it);
+
+	it = items(t->fax, &n, by_key);
+	if (n > 0) {
+		fputs("<h2>T&eacute;l&eacute;copies / faxes</h2>\n<table id=\"fax\">"
+		      "<tr><th>&Eacute;v&eacute;nement / event</th><th>nombre / count</th></tr>\n",
+		      fp);
+		for (size_t i = 0; i < n; i++) {
+			fputs("<tr><td>", fp);
+			html_esc(fp, it[i].key);
+			fprintf(fp, "</td><td class=\"n\">%lu</td></tr>\n", it[i].c->total);
+		}
+		fputs("</table>\n", fp);
+	}
+	free(it);
+	fputs("</body>\n</html>\n", fp);
 	return ferror(fp) ? -1 : 0;
 }
