@@ -40,10 +40,15 @@ struct fax_ledger_row {
 	int pages, pages_sent, tries;
 	long long claimed_at, submitted_at, finished_at; /* unix time */
 	int claim_pid;
-	char outcome[256];    /* final reason, words (no content) */
-	int retry_notified;   /* the sender was told the job is still retrying */
+	char outcome[256];  /* final reason, words (no content) */
+	int retry_notified; /* the sender was told the job is still retrying */
 };
 
+/*
+ * Open (creating it 0600 with its schema when missing) the ledger file.
+ * WAL mode, synchronous=FULL, busy timeout FAX_LEDGER_BUSY_MS.  A file
+ * with a newer schema version is refused.  NULL with err on failure.
+ */
 struct fax_ledger *fax_ledger_open(const char *path, char *err, size_t errlen);
 void fax_ledger_close(struct fax_ledger *l);
 
@@ -56,18 +61,41 @@ int fax_ledger_claim(struct fax_ledger *l, const char *message_id, const char *n
                      const char *body_sha256, const char *ref, const char *sender, int pid,
                      struct fax_ledger_row *row, char *err, size_t errlen);
 
-/* Update a row's mutable fields (state, job_id, backend, spool_path, pages…, outcome). */
+/* Update a row's mutable fields (state, job_id, backend, spool_path, pages…, outcome);
+   the key, ref and sender never change.  0, or -1 (error, or no such row). */
 int fax_ledger_update(struct fax_ledger *l, const struct fax_ledger_row *row, char *err,
                       size_t errlen);
 
-/* Forget a claim that failed before anything was submitted (the MTA will retry). */
+/* Forget a claim that failed before anything was submitted (the MTA will retry).
+   Only a CLAIMED row is removed: 0, or -1 (error, or the row is not a claim). */
 int fax_ledger_release(struct fax_ledger *l, long long id, char *err, size_t errlen);
 
-/* Rows in a state, oldest first; cb returns non-zero to stop. */
+/* Rows in a state, oldest first; cb returns non-zero to stop.  The rows are
+   read first, so cb may update the ledger. */
 int fax_ledger_scan(struct fax_ledger *l, enum fax_ledger_state state,
                     int (*cb)(const struct fax_ledger_row *r, void *arg), void *arg, char *err,
                     size_t errlen);
 
 const char *fax_ledger_state_name(enum fax_ledger_state s);
+
+/* ---- added with fax_ledger.c ---- */
+
+/* One row by id: 1 found (*row filled), 0 not found, -1 error. */
+int fax_ledger_get(struct fax_ledger *l, long long id, struct fax_ledger_row *row, char *err,
+                   size_t errlen);
+
+/*
+ * Take over a CLAIMED row whose owner died (claim_pid was old_pid): the row
+ * gets new_pid and a fresh claimed_at, atomically, so that two retries of
+ * the same message cannot both take it.  1 taken, 0 not (someone else was
+ * quicker, or the row changed), -1 error.
+ */
+int fax_ledger_takeover(struct fax_ledger *l, long long id, int old_pid, int new_pid, char *err,
+                        size_t errlen);
+
+/* The file's schema version this code writes (table schema_version). */
+#define FAX_LEDGER_SCHEMA 1
+/* How long a call waits for another process's write lock (ms) before failing. */
+#define FAX_LEDGER_BUSY_MS 10000
 
 #endif

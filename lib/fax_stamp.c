@@ -138,8 +138,9 @@ static void put(struct fax_body_hash *h, const void *p, size_t n)
 
 static void flush_lf(struct fax_body_hash *h)
 {
-	static const char lfs[64] = "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
-	                            "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n";
+	static const char lfs[64] =
+	    "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
+	    "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n";
 	while (h->pending_lf > 0) {
 		size_t n = h->pending_lf < sizeof(lfs) ? h->pending_lf : sizeof(lfs);
 		put(h, lfs, n);
@@ -392,8 +393,8 @@ static int compute_mac(const struct fax_key *k, const char *ref, long long t, co
 
 	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
 	params[1] = OSSL_PARAM_construct_end();
-	if ((m = EVP_MAC_fetch(NULL, "HMAC", NULL)) != NULL &&
-	    (ctx = EVP_MAC_CTX_new(m)) != NULL && EVP_MAC_init(ctx, k->key, k->len, params) == 1 &&
+	if ((m = EVP_MAC_fetch(NULL, "HMAC", NULL)) != NULL && (ctx = EVP_MAC_CTX_new(m)) != NULL &&
+	    EVP_MAC_init(ctx, k->key, k->len, params) == 1 &&
 	    EVP_MAC_update(ctx, (const unsigned char *)sb.data, sb.len) == 1 &&
 	    EVP_MAC_final(ctx, mac, &outl, 32) == 1 && outl == 32)
 		rc = 0;
@@ -510,8 +511,9 @@ static int parse_numbers(char *v, struct fax_stamp *out, char *err, size_t errle
 	for (char *t = strtok_r(v, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
 		t = trim(t);
 		if (!ten_digits(t))
-			return fail(err, errlen, "malformed stamp: to= holds something other than "
-			                         "10-digit numbers");
+			return fail(err, errlen,
+			            "malformed stamp: to= holds something other than "
+			            "10-digit numbers");
 		if (out->nnumbers == FAX_STAMP_MAX_NUMBERS)
 			return fail(err, errlen, "malformed stamp: more than %d numbers",
 			            FAX_STAMP_MAX_NUMBERS);
