@@ -395,7 +395,9 @@ fi
 ! grep -Eiq 'LAPM50531218|0123456|diab' "$PFENV_LOG/milter.log"
 ok $? "the milter's log holds no identifier nor clinical word"
 
-pfenv_milter_stop
+pfenv_cleanup
+trap - EXIT
+check "no Postfix or milter process left" test -z "$(pfenv_leftovers)"
 echo "1..$n"
 if [ "$failed" -eq 0 ]; then
 	[ -z "${KEEP:-}" ] && rm -rf "$T"
