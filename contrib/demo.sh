@@ -116,11 +116,12 @@ if [ ! -f "$BUILD/Makefile" ]; then
 		die "configure failed (log: $blog)"
 	}
 fi
-make -C "$BUILD" -j"$(nproc 2>/dev/null || echo 2)" clinimail-milter clinimail >>"$blog" 2>&1 || {
+make -C "$BUILD" -j"$(nproc 2>/dev/null || echo 2)" clinimail-milter clinimail clinimail-fax >>"$blog" 2>&1 || {
 	tail -n 30 "$blog" >&2
 	die "make failed (log: $blog)"
 }
 MILTER=$BUILD/clinimail-milter
+FAXBRIDGE=$BUILD/clinimail-fax
 CHECK=$BUILD/clinimail
 
 # ---- the private mail system ----
@@ -180,7 +181,61 @@ setsid "$SMTP_SINK" -u nobody -d "$PFENV_SINK_DIR/%Y%m%d%H%M%S." "127.0.0.1:$PFE
 PFENV_SINK_PID=$!
 pfenv_wait_listen "$PFENV_SINK_PORT" 10 || die "smtp-sink does not start (see $PFENV_LOG/sink.out)"
 
-pfenv_postfix_setup "inet:127.0.0.1:$MPORT" || die "cannot write the Postfix configuration"
+# ---- the fax bridge, on its embedded default: an outbox folder ----
+# Mail to NUMBER@fax.hopital.example that the milter approves (it adds an
+# HMAC stamp with the key they share) goes through Postfix's pipe(8) to
+# clinimail-fax, run as an unprivileged user (nobody here), which renders the
+# fax (TIFF Class F) into the outbox; with "Backend hylafax:HOST:PORT" it
+# would go to a real fax line through HylaFAX (man clinimail-fax).
+FAXDIR=$DEMO_DIR/fax
+mkdir -p "$FAXDIR/spool" "$FAXDIR/outbox" || exit 1
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$POLICY/fax-approval.key") ||
+	exit 1
+echo "FaxApprovalKey fax-approval.key" >>"$CONF" || exit 1
+cp "$POLICY/fax-approval.key" "$FAXDIR/fax.key" || exit 1
+# the bridge's notices reach the clinician through the same Postfix (SMTP
+# AUTH faxbridge: Postfix takes another configuration, -C, from root only)
+PFENV_USERS="$PFENV_USERS faxbridge"
+echo "faxbridge | telecopie@hopital.example" >>"$POLICY/directories/sender-logins.txt"
+cat >"$FAXDIR/sendmail" <<EOF
+#!/bin/sh
+from=
+while [ \$# -gt 0 ]; do
+	case \$1 in
+	-f) from=\$2; shift 2 ;;
+	--) shift; break ;;
+	-*) shift ;;
+	*) break ;;
+	esac
+done
+exec swaks --server 127.0.0.1:$PFENV_SMTPD_PORT --auth PLAIN --auth-user faxbridge \\
+	--auth-password "$(pfenv_password faxbridge)" --from "\$from" --to "\$(echo "\$@" | tr ' ' ',')" \\
+	--data - --timeout 60 >>"$FAXDIR/sendmail.log" 2>&1
+EOF
+chmod 0755 "$FAXDIR/sendmail"
+FAXCONF=$FAXDIR/clinimail-fax.conf
+sed -e "s|^ApprovalKey .*|ApprovalKey $FAXDIR/fax.key|" \
+	-e "s|^Backend .*|Backend spool:$FAXDIR/outbox|" \
+	-e "s|^SpoolDirectory .*|SpoolDirectory $FAXDIR/spool|" \
+	-e "s|^Ledger .*|Ledger $FAXDIR/ledger.db|" \
+	-e "s|^Senders .*|Senders $POLICY/directories/fax-senders.txt|" \
+	-e "s|^Pharmacies .*|Pharmacies $POLICY/directories/pharmacies.txt|" \
+	-e "s|^ImagingServices .*|ImagingServices $POLICY/directories/imaging.txt|" \
+	-e "s|^AuditStore .*|AuditStore sqlite:$FAXDIR/audit.db|" \
+	-e "s|^Syslog .*|Syslog no|" \
+	"$srcdir/policies/clinimail-fax.conf" >"$FAXCONF" || exit 1
+printf 'Sendmail %s\nLogFile %s\n' "$FAXDIR/sendmail" "$PFENV_LOG/fax.log" >>"$FAXCONF"
+touch "$PFENV_LOG/fax.log"
+chown -R nobody "$FAXDIR" "$PFENV_LOG/fax.log" || exit 1
+chmod 0700 "$FAXDIR/spool" "$FAXDIR/outbox"
+chmod 0600 "$FAXDIR/fax.key"
+
+pfenv_postfix_setup "inet:127.0.0.1:$MPORT" "transport_maps = inline:{fax.hopital.example=fax:}
+fax_destination_recipient_limit = 1" || die "cannot write the Postfix configuration"
+cat >>"$PFENV_CONF/master.cf" <<EOF
+fax       unix  -       n       n       -       4       pipe
+  user=nobody argv=$FAXBRIDGE deliver -c $FAXCONF -q \${queue_id} -f \${sender} -- \${recipient}
+EOF
 pfenv_milter_start "$SOCK" setsid "$MILTER" -f -c "$CONF" -p "$SOCK" ||
 	die "clinimail-milter does not start (see $PFENV_LOG/milter.log)"
 pfenv_postfix_start || die "Postfix does not start (see $PFENV_LOG/postfix.out)"
@@ -229,6 +284,31 @@ sink_file() {
 		_n=$((_n - 1))
 	done
 	return 1
+}
+
+# show_fax: what the fax bridge did with the last message (outbox, notice)
+show_fax() {
+	_w=100
+	while [ "$_w" -gt 0 ] && [ -z "$(ls "$FAXDIR/outbox"/*.tif 2>/dev/null)" ]; do
+		sleep 0.1
+		_w=$((_w - 1))
+	done
+	_tif=$(ls -t "$FAXDIR/outbox"/*.tif 2>/dev/null | head -n 1)
+	if [ -z "$_tif" ]; then
+		say "      the fax bridge wrote nothing to the outbox: see $PFENV_LOG/fax.log"
+		return
+	fi
+	say "      the fax bridge rendered it (TIFF Class F) into the outbox:"
+	say "        $_tif ($(tiffinfo "$_tif" 2>/dev/null | grep -c 'TIFF Directory') pages)"
+	runuser -u nobody -- "$FAXBRIDGE" track -1 -c "$FAXCONF" >>"$PFENV_LOG/fax.log" 2>&1
+	_w=100
+	_nf=
+	while [ "$_w" -gt 0 ] && [ -z "$_nf" ]; do
+		_nf=$(grep -l 'Fax written to the outbox' "$PFENV_SINK_DIR"/* 2>/dev/null | tail -n 1)
+		sleep 0.1
+		_w=$((_w - 1))
+	done
+	[ -n "$_nf" ] && say "      the sender's notice (French, then English): $_nf"
 }
 
 n=0
@@ -281,7 +361,9 @@ while IFS='|' read -r file desc sender login rcpts; do
 				case $hdrs in
 				*"encrypted; ref="*)
 					ref=$(printf '%s\n' "$hdrs" | sed -n 's/.*encrypted; ref=\(CM-[0-9A-Z-]*\).*/\1/p')
-					say "      encrypted: Subject now \"$(pfenv_header "$f" Subject)\","
+					subj=$(pfenv_header "$f" Subject |
+						perl -MEncode -CS -ne 'print decode("MIME-Header", $_)')
+					say "      encrypted: Subject now \"$subj\","
 					say "      the text is in an AES-256 PDF; the original subject is inside"
 					if nf=$(sink_file "$ref.password@"); then
 						say "      password notice delivered to: $(pfenv_rcpts "$nf" | tr '\n' ' ')"
@@ -303,6 +385,7 @@ while IFS='|' read -r file desc sender login rcpts; do
 		else
 			say "   => accepted by Postfix, but not (yet) received by the sink: see $PFENV_MAILLOG"
 		fi
+		case $rcpts in *@fax.hopital.example*) show_fax ;; esac
 		;;
 	[45]*)
 		outcome=rejected
@@ -339,6 +422,7 @@ say "  $CHECK check -c $CONF \\"
 say "    --from dr.tremblay@hopital.example --auth jtremblay --rcpt commandes@auxbonsoins.example FILE.eml"
 say ""
 say "Delivered mail:  $PFENV_SINK_DIR/ (one file per message, envelope first)"
+say "Faxes:           $FAXDIR/outbox/ (TIFF Class F + metadata; bridge log $PFENV_LOG/fax.log)"
 say "Milter log:      $PFENV_LOG/milter.log (every decision; never any clinical text)"
 say "Postfix log:     $PFENV_MAILLOG"
 if [ -n "$AUDIT" ]; then
