@@ -9,8 +9,8 @@
 # the job, notifies the sender and the archives (through Postfix again),
 # destroys every copy (bridge spool, HylaFAX docq/tmp) and records the audit
 # events.  The same order delivered twice is faxed once.  The failure paths
-# (busy, no answer, a line that drops after page 1) give the right notice,
-# including "still retrying" and "1 of 2 pages".
+# (busy, no answer, silence, a line that drops after page 1) give the right
+# notice, including "still retrying" and "1 of 2 pages".
 # TAP output.  Runs as root; writes only under its temp dir (KEEP=1 keeps it).
 
 set -u
@@ -318,6 +318,8 @@ fail_case() { # fail_case NUMBER WORDS_FR DESCRIPTION [PARTIAL]
 	fi
 }
 fail_case 8195550001 'occup' "busy line"
+fail_case 8195550002 'pas de r.ponse' "no answer"
+fail_case 8195550003 'aucun t.l.copieur' "a voice line (silence, no fax tones)"
 fail_case 8195550004 'coup|transmission' "line dropped after page 1" partial
 
 # still retrying: two dials on a busy line
