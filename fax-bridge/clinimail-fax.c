@@ -53,17 +53,6 @@
 #define MAX_STAMPS 16 /* stamp fields looked at */
 #define MAX_RCPTS 64  /* envelope recipients per delivery */
 
-/*
- * Read by LeakSanitizer in the --enable-sanitizers build (ignored
- * otherwise): fontconfig, loaded by the renderer, keeps what it allocates
- * while parsing its configuration for the life of the process.
- */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-	return "leak:libfontconfig.so\n";
-}
-
 static void usage(FILE *fp)
 {
 	fprintf(fp, "usage: " PROG " deliver [-c conf] [-q queue-id] -f SENDER -- RECIPIENT...\n"

@@ -601,6 +601,18 @@ static int is_jpeg(const char *ct, const char *fn)
 	        (str_has_suffix_ci(fn, ".jpg") || str_has_suffix_ci(fn, ".jpeg")));
 }
 
+/*
+ * fontconfig (loaded by pango for every program that renders: the milter,
+ * clinimail check, the fax bridge, the tests) keeps its configuration and
+ * font caches for the life of the process and never frees them: tell
+ * LeakSanitizer (sanitizer builds) once, here, for every program.
+ */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+	return "leak:libfontconfig.so\n";
+}
+
 int pdf_render_supports(const struct pdf_attachment *a)
 {
 	const char *ct = a->content_type ? a->content_type : "";

@@ -39,17 +39,6 @@ static int nloops;     /* T.30 calls made */
 static double loop_ms; /* their total wall time */
 static int loop_pages; /* pages they carried */
 
-/*
- * Read by LeakSanitizer in the --enable-sanitizers build (ignored otherwise):
- * fontconfig keeps what it allocates while parsing its configuration files
- * for the life of the process.
- */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-	return "leak:libfontconfig.so\n";
-}
-
 static char *path_in(const char *name)
 {
 	size_t n = strlen(tmpdir) + strlen(name) + 2;

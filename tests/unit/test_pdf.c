@@ -34,17 +34,6 @@
 
 static char tmpdir[64];
 
-/*
- * Read by LeakSanitizer in the --enable-sanitizers build (ignored otherwise):
- * fontconfig keeps what it allocates while parsing its configuration files
- * (FcInitLoadConfigAndFonts) for the life of the process.
- */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-	return "leak:libfontconfig.so\n";
-}
-
 static char *path_in(const char *name)
 {
 	size_t n = strlen(tmpdir) + strlen(name) + 2;
