@@ -198,12 +198,25 @@ struct fax_ledger *fax_ledger_open(const char *path, char *err, size_t errlen)
 	sqlite3_busy_timeout(l->db, FAX_LEDGER_BUSY_MS);
 	/* WAL: the tracker reads while deliveries write.  FULL: a commit (a
 	   claim, a job id) survives a power cut. */
-	if (exec(l, "PRAGMA journal_mode=WAL", err, errlen) < 0 ||
-	    exec(l, "PRAGMA synchronous=FULL", err, errlen) < 0 ||
-	    exec(l, "PRAGMA secure_delete=ON", err, errlen) < 0)
-		goto bad;
-	if (init_schema(l, err, errlen) < 0)
-		goto bad;
+	/* Switching a new file to WAL and creating the schema take locks for
+	   which SQLite does not always call the busy handler: when several
+	   deliveries open a new ledger at once one of them may get SQLITE_BUSY
+	   at once.  Retry for up to the busy timeout before giving up. */
+	for (int waited = 0;; waited += 20) {
+		if (exec(l, "PRAGMA journal_mode=WAL", err, errlen) == 0 &&
+		    exec(l, "PRAGMA synchronous=FULL", err, errlen) == 0 &&
+		    exec(l, "PRAGMA secure_delete=ON", err, errlen) == 0 &&
+		    init_schema(l, err, errlen) == 0)
+			break;
+		/* init_schema() rolls back on failure, which resets the error code:
+		   its message still says "database is locked" */
+		int code = sqlite3_errcode(l->db) & 0xff;
+		int busy =
+		    code == SQLITE_BUSY || code == SQLITE_LOCKED || strstr(err, "locked") != NULL;
+		if (!busy || waited >= FAX_LEDGER_BUSY_MS)
+			goto bad;
+		usleep(20000);
+	}
 	return l;
 bad:
 	fax_ledger_close(l);
