@@ -370,9 +370,23 @@ EOF
 	: >"$T/out/keyed.log"
 	pfenv_milter_start "unix:$RUN/milter.sock" "$MILTER" -f -c "$CONF.keyed" -u postfix \
 		-p "unix:$RUN/milter.sock" >/dev/null 2>&1
-	rc=$?
+	# The socket is opened before the store is checked (that happens after
+	# the privilege drop): the milter may be seen listening for a moment
+	# before it refuses and exits.  Wait for the refusal.
+	_w=600
+	while ! grep -q 'chain mode' "$PFENV_LOG/milter.log" && [ $_w -gt 0 ]; do
+		sleep 0.1
+		_w=$((_w - 1))
+	done
+	_w=300
+	while [ -n "$PFENV_MILTER_PID" ] && kill -0 "$PFENV_MILTER_PID" 2>/dev/null && [ $_w -gt 0 ]; do
+		sleep 0.1
+		_w=$((_w - 1))
+	done
+	_alive=0
+	[ -n "$PFENV_MILTER_PID" ] && kill -0 "$PFENV_MILTER_PID" 2>/dev/null && _alive=1
 	pfenv_milter_stop 15
-	[ $rc -ne 0 ] && grep -q 'chain mode' "$PFENV_LOG/milter.log"
+	[ $_alive -eq 0 ] && grep -q 'chain mode' "$PFENV_LOG/milter.log"
 	ok $? "a key added to an unkeyed store is refused at startup (the chain mode is the store's)"
 	start_milter
 	ok $? "milter restarted without the key"

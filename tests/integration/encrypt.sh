@@ -149,10 +149,22 @@ final_reply() { sed -n 's/^<\*\* *//p; /^<-  *250 .*queued as/s/^<-  *//p' "$T/$
 queued_id() { sed -n 's/^<-  *250 .*queued as \([0-9A-Z]*\).*/\1/p' "$T/$1.out" | tail -n 1; }
 delivered() { [ -n "$1" ] && pfenv_sink_by_id "$1" 30; }
 reply_has() { final_reply "$1" | grep -Eiq -- "$2"; }
-# no_identifiers FILE: none of the note's identifiers in the message as delivered
-# (the patient's own address is the only place her name may appear)
+# no_identifiers FILE: none of the note's identifiers in what a mailbox
+# provider reads of the message as delivered: the header and every text part
+# decoded (the patient's own address is the only place her name may appear).
+# The encrypted parts are left out: base64 of ciphertext can spell anything.
 no_identifiers() {
-	! pfenv_message "$1" | sed 's/[a-z.]*lapointe@videotron\.ca//gI' |
+	pfenv_message "$1" | perl -MMIME::Base64 -e '
+		local $/; my $m = <STDIN>; $m =~ s/\r\n/\n/g;
+		my ($h, $b) = split /\n\n/, $m, 2; print "$h\n";
+		for my $p (split /\n--[^\n]*\n/, $b // "") {
+			my ($ph, $pb) = split /\n\n/, $p, 2;
+			next unless defined $pb && $ph =~ m{^Content-Type:\s*text/}mi;
+			print $ph =~ /base64/i ? decode_base64($pb) : $pb;
+		}' >"$T/outer.txt"
+	# (and it did read the message: the generic subject is there)
+	grep -q 'Secure message from' "$T/outer.txt" || return 1
+	! sed 's/[a-z.]*lapointe@videotron\.ca//gI' "$T/outer.txt" |
 		grep -Eiq 'LAPM50531218|0123456|Lapointe|Marie Lapointe|diab|Suivi de'
 }
 # the attachment NAME of a delivered message, decoded, into FILE
