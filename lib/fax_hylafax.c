@@ -998,8 +998,30 @@ static void read_csi(struct hfax_conn *c, const char *jobid, int finished, char 
 	sb_free(&data);
 }
 
+static int poll_once(struct hfax_conn *c, const char *jobid, struct hfax_status *st, char *err,
+                     size_t errlen);
+
+/*
+ * faxq moves a finished job from sendq to doneq at any moment: hfaxd then
+ * answers "job deleted by another party" for the job this session selected
+ * until it is selected again.  Select it again and read it once more.
+ */
 int hfax_poll(struct hfax_conn *c, const char *jobid, struct hfax_status *st, char *err,
               size_t errlen)
+{
+	int rc = HFAX_TEMP;
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		rc = poll_once(c, jobid, st, err, errlen);
+		if (rc == HFAX_OK || err == NULL || strstr(err, "another party") == NULL)
+			return rc;
+		usleep(200000);
+	}
+	return rc;
+}
+
+static int poll_once(struct hfax_conn *c, const char *jobid, struct hfax_status *st, char *err,
+                     size_t errlen)
 {
 	memset(st, 0, sizeof *st);
 	if (!valid_jobid(jobid)) {
